@@ -1,0 +1,446 @@
+"""The Chat Completions protocol: plain data in, plain data out (no Django here).
+
+`build_request` validates parameters with the contract's ranges and keeps only the
+ones that are set; `ChatClient.create` posts it and parses the answer, raising
+`RetryableError` or `PermanentError` for failures.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+PARAMETERS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "n",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+)
+MAX_STOP_SEQUENCES = 4
+
+
+class ParameterError(ValueError):
+    """A parameter is out of the contract's range; `field` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class UpstreamError(Exception):
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type
+        self.http_status = http_status
+        self.retry_after = retry_after
+
+
+class RetryableError(UpstreamError):
+    """Worth trying again: connection trouble, timeouts, 408/409/429, 5xx, garbled 200."""
+
+    retryable = True
+
+
+class PermanentError(UpstreamError):
+    """Trying again gives the same answer: 400, 401, 403, 404 and other 4xx."""
+
+
+class StreamInterrupted(RetryableError):
+    """The stream broke after some of the reply had arrived."""
+
+
+@dataclass
+class Choice:
+    index: int
+    content: str
+    finish_reason: str | None
+    role: str = "assistant"
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+@dataclass
+class ChatResponse:
+    id: str
+    created: int | None
+    model: str
+    object: str
+    choices: list[Choice]
+    usage: Usage | None
+    http_status: int = 200
+    latency_ms: int = 0
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _number(name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParameterError(name, f"must be a number between {low:g} and {high:g}")
+    if not low <= value <= high:
+        raise ParameterError(name, f"must be between {low:g} and {high:g}")
+    return value
+
+
+def _integer(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParameterError(name, f"must be a whole number of at least {low}")
+    if value < low:
+        raise ParameterError(name, f"must be at least {low}")
+    return value
+
+
+def validate_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """Check each set parameter against the contract; return only the set ones."""
+    clean: dict[str, Any] = {}
+    for name in PARAMETERS:
+        value = params.get(name)
+        if value is None:
+            continue
+        if name == "temperature":
+            clean[name] = _number(name, value, 0, 2)
+        elif name == "top_p":
+            clean[name] = _number(name, value, 0, 1)
+        elif name in ("presence_penalty", "frequency_penalty"):
+            clean[name] = _number(name, value, -2, 2)
+        elif name == "max_tokens" or name == "n":
+            clean[name] = _integer(name, value, 1)
+        elif name == "stop":
+            clean[name] = _stop(value)
+    return clean
+
+
+def _stop(value: Any) -> str | list[str]:
+    if isinstance(value, str):
+        if not value:
+            raise ParameterError("stop", "must not be empty")
+        return value
+    if isinstance(value, Sequence) and all(isinstance(item, str) and item for item in value):
+        items = list(value)
+        if not items:
+            raise ParameterError("stop", "must have at least one sequence")
+        if len(items) > MAX_STOP_SEQUENCES:
+            raise ParameterError("stop", f"takes at most {MAX_STOP_SEQUENCES} sequences")
+        return items
+    raise ParameterError("stop", "must be a string or a list of non-empty strings")
+
+
+def build_request(
+    *, model: str, messages: list[dict[str, str]], stream: bool = False, **params: Any
+) -> dict[str, Any]:
+    """The JSON body for POST /chat/completions, with only the parameters that are set."""
+    if not model:
+        raise ParameterError("model", "is required")
+    if not messages:
+        raise ParameterError("messages", "must have at least one message")
+    for message in messages:
+        if message.get("role") not in ("system", "user", "assistant"):
+            raise ParameterError("messages", f"unknown role {message.get('role')!r}")
+        if not isinstance(message.get("content"), str):
+            raise ParameterError("messages", "content must be text")
+    unknown = set(params) - set(PARAMETERS)
+    if unknown:
+        raise ParameterError(sorted(unknown)[0], "is not a Chat Completions parameter")
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    body.update(validate_parameters(params))
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _upstream_message(response: requests.Response) -> str:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    if isinstance(error, str) and error:
+        return error
+    text = response.text.strip()
+    return text[:300] if text else (response.reason or f"HTTP {response.status_code}")
+
+
+RETRYABLE_STATUSES = {408, 409, 429}
+
+
+def error_for_status(response: requests.Response) -> UpstreamError:
+    status = response.status_code
+    message = _upstream_message(response)
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return RetryableError(
+            message,
+            error_type="rate_limited" if status == 429 else f"http_{status}",
+            http_status=status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    return PermanentError(message, error_type=f"http_{status}", http_status=status)
+
+
+def parse_response(data: Any, *, http_status: int = 200, latency_ms: int = 0) -> ChatResponse:
+    """Turn a decoded JSON body into a ChatResponse; a body of the wrong shape is retryable."""
+    try:
+        choices = [
+            Choice(
+                index=int(choice.get("index", position)),
+                content=(choice.get("message") or {}).get("content") or "",
+                role=(choice.get("message") or {}).get("role") or "assistant",
+                finish_reason=choice.get("finish_reason"),
+            )
+            for position, choice in enumerate(data["choices"])
+        ]
+        usage = _parse_usage(data.get("usage"))
+        return ChatResponse(
+            id=str(data.get("id") or ""),
+            created=int(data["created"]) if data.get("created") is not None else None,
+            model=str(data.get("model") or ""),
+            object=str(data.get("object") or ""),
+            choices=choices,
+            usage=usage,
+            http_status=http_status,
+            latency_ms=latency_ms,
+            raw=data,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RetryableError(
+            f"The upstream answered with an unexpected body ({exc.__class__.__name__}).",
+            error_type="bad_response",
+            http_status=http_status,
+        ) from exc
+
+
+def _parse_usage(usage: Any) -> Usage | None:
+    if not isinstance(usage, dict):
+        return None
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    total = int(usage.get("total_tokens") or prompt + completion)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
+
+
+@dataclass
+class StreamDelta:
+    """One piece of a streamed reply: text added to choice `index`."""
+
+    index: int
+    content: str = ""
+    finish_reason: str | None = None
+
+
+@dataclass
+class StreamState:
+    """What a stream has told so far; complete once every choice has a finish reason."""
+
+    id: str = ""
+    created: int | None = None
+    model: str = ""
+    object: str = ""
+    contents: dict[int, str] = field(default_factory=dict)
+    finish_reasons: dict[int, str | None] = field(default_factory=dict)
+    usage: Usage | None = None
+    done: bool = False
+
+    def apply(self, chunk: dict[str, Any]) -> list[StreamDelta]:
+        self.id = self.id or str(chunk.get("id") or "")
+        if self.created is None and chunk.get("created") is not None:
+            self.created = int(chunk["created"])
+        self.model = self.model or str(chunk.get("model") or "")
+        self.object = self.object or str(chunk.get("object") or "")
+        if chunk.get("usage"):
+            self.usage = _parse_usage(chunk["usage"])
+        deltas = []
+        for position, choice in enumerate(chunk.get("choices") or []):
+            index = int(choice.get("index", position))
+            text = (choice.get("delta") or {}).get("content") or ""
+            self.contents[index] = self.contents.get(index, "") + text
+            self.finish_reasons.setdefault(index, None)
+            if choice.get("finish_reason"):
+                self.finish_reasons[index] = choice["finish_reason"]
+            deltas.append(StreamDelta(index, text, choice.get("finish_reason")))
+        return deltas
+
+    def response(self, *, latency_ms: int = 0) -> ChatResponse:
+        return ChatResponse(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            object="chat.completion",
+            choices=[
+                Choice(index=i, content=self.contents[i], finish_reason=self.finish_reasons[i])
+                for i in sorted(self.contents)
+            ],
+            usage=self.usage,
+            latency_ms=latency_ms,
+        )
+
+
+class ChatClient:
+    """Posts to {base_url}/chat/completions with a Bearer key."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.api_key = api_key
+        self.timeout = (connect_timeout, timeout)
+        self.session = session or requests.Session()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
+
+    def _post(self, body: dict[str, Any], *, stream: bool) -> requests.Response:
+        try:
+            response = self.session.post(
+                self.url, json=body, headers=self._headers(), timeout=self.timeout, stream=stream
+            )
+        except requests.Timeout as exc:
+            raise RetryableError(
+                "The upstream did not answer in time.", error_type="timeout"
+            ) from exc
+        except requests.RequestException as exc:
+            raise RetryableError(
+                f"Could not reach the upstream ({exc.__class__.__name__}).",
+                error_type="connection_error",
+            ) from exc
+        if response.status_code != 200:
+            error = error_for_status(response)
+            response.close()
+            raise error
+        return response
+
+    def create(self, body: dict[str, Any]) -> ChatResponse:
+        """One non-streaming call."""
+        started = time.monotonic()
+        response = self._post(body, stream=False)
+        latency_ms = int((time.monotonic() - started) * 1000)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise RetryableError(
+                "The upstream answered 200 with a body that is not JSON.",
+                error_type="bad_response",
+                http_status=200,
+            ) from exc
+        return parse_response(data, http_status=200, latency_ms=latency_ms)
+
+    def stream(
+        self,
+        body: dict[str, Any],
+        *,
+        on_delta: Callable[[StreamState, list[StreamDelta]], None],
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> tuple[StreamState, bool]:
+        """A streaming call: feeds deltas to `on_delta` as they arrive.
+
+        Returns the final state and whether it was stopped by `should_stop`.
+        A stream that ends without [DONE] or a finish reason raises StreamInterrupted.
+        """
+        response = self._post({**body, "stream": True}, stream=True)
+        state = StreamState()
+        stopped = False
+        try:
+            for data in iter_sse_data(response):
+                if data == "[DONE]":
+                    state.done = True
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError as exc:
+                    raise StreamInterrupted(
+                        "The upstream sent a stream event that is not JSON.",
+                        error_type="bad_response",
+                        http_status=200,
+                    ) from exc
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    error = chunk["error"]
+                    message = error.get("message") if isinstance(error, dict) else str(error)
+                    raise StreamInterrupted(
+                        message or "stream error", error_type="stream_error", http_status=200
+                    )
+                deltas = state.apply(chunk)
+                if deltas or state.usage:
+                    on_delta(state, deltas)
+                if should_stop():
+                    stopped = True
+                    break
+        except requests.RequestException as exc:
+            raise StreamInterrupted(
+                f"The upstream stream broke ({exc.__class__.__name__}).",
+                error_type="stream_broken",
+                http_status=200,
+            ) from exc
+        finally:
+            # Closing drops the connection, which is how the upstream learns we stopped.
+            response.close()
+        if not stopped and not state.done:
+            finished = state.finish_reasons and all(state.finish_reasons.values())
+            if not finished:
+                raise StreamInterrupted(
+                    "The upstream stream ended before the reply was complete.",
+                    error_type="stream_broken",
+                    http_status=200,
+                )
+        return state, stopped
+
+
+def iter_sse_data(response: requests.Response) -> Iterator[str]:
+    """The `data:` payloads of a Server-Sent Events body, one per event."""
+    lines: list[str] = []
+    for raw in response.iter_lines(chunk_size=None, decode_unicode=False):
+        line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        if line == "":
+            if lines:
+                yield "\n".join(lines)
+                lines = []
+            continue
+        if line.startswith(":"):
+            continue
+        if line.startswith("data:"):
+            value = line[5:]
+            lines.append(value[1:] if value.startswith(" ") else value)
+    if lines:
+        yield "\n".join(lines)

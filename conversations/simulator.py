@@ -1,0 +1,416 @@
+"""A simulated OpenAI-compatible upstream over real HTTP (no Django here).
+
+Deterministic replies that depend on the conversation, usage counted from the
+text, `n`, `stop` and `max_tokens` honoured, `stream: true` as Server-Sent Events.
+Tests and benchmarks steer it through `/_control` (faults, delays) and read what
+it saw from `/_requests` and `/_stats`. It is never presented as a real model.
+
+Control (POST /_control, JSON, every key optional):
+  {"latency": 0.2,            # seconds before each answer
+   "token_delay": 0.05,       # seconds between streamed tokens
+   "faults": [                # applied to the next requests, in order
+     {"status": 429, "retry_after": 1, "times": 2},
+     {"status": 500, "message": "boom"},
+     {"kind": "not_json"},
+     {"kind": "break_stream", "after_tokens": 3},
+     {"delay": 3.0}],
+   "reset": true}             # forget requests, stats, faults and delays
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+SIMULATED_MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-3.5-turbo"]
+ECHO_PREFIX = "/echo "
+WORDS = (
+    "the model considers your question carefully and answers with a short simulated "
+    "reply that is made offline from the words of the conversation so every path "
+    "of the application can be tried without a network connection or an api key"
+).split()
+TOKEN_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def count_tokens(text: str) -> int:
+    """A stand-in tokenizer: words and punctuation marks."""
+    return len(TOKEN_RE.findall(text))
+
+
+def split_tokens(text: str) -> list[str]:
+    """Pieces that join back into `text`, each holding one token and its leading space."""
+    return re.findall(r"\s*(?:\w+|[^\w\s])", text) or ([text] if text else [])
+
+
+def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    return sum(count_tokens(str(m.get("content", ""))) + 3 for m in messages) + 3
+
+
+def reply_text(messages: list[dict[str, Any]], choice: int) -> str:
+    """The full (uncut) reply for a conversation; `/echo X` answers exactly X."""
+    last_user = next(
+        (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
+    )
+    if last_user.startswith(ECHO_PREFIX):
+        return last_user[len(ECHO_PREFIX) :]
+    digest = hashlib.sha256(
+        json.dumps([messages, choice], sort_keys=True, ensure_ascii=False).encode()
+    ).digest()
+    words = [WORDS[b % len(WORDS)] for b in digest[:12]]
+    system = next((str(m.get("content")) for m in messages if m.get("role") == "system"), "")
+    turns = sum(1 for m in messages if m.get("role") == "user")
+    topic = " ".join(last_user.split()[:8])
+    text = f"Simulated reply {choice + 1} (turn {turns}) to: {topic}. " + " ".join(words) + "."
+    if system:
+        text += f" [system: {' '.join(system.split()[:6])}]"
+    return text
+
+
+def cut_reply(text: str, *, stop: Any, max_tokens: int | None) -> tuple[str, str]:
+    """Apply `stop` then `max_tokens`; return the text and its finish reason."""
+    finish = "stop"
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    cuts = [text.find(s) for s in stops if s and s in text]
+    if cuts:
+        text = text[: min(cuts)]
+    if max_tokens is not None:
+        pieces = split_tokens(text)
+        if len(pieces) > max_tokens:
+            text = "".join(pieces[:max_tokens])
+            finish = "length"
+    return text, finish
+
+
+class SimulatorState:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.faults: list[dict[str, Any]] = []
+        self.latency = 0.0
+        self.token_delay = 0.0
+        self.stats = {
+            "requests": 0,
+            "completions": 0,
+            "streams_completed": 0,
+            "streams_disconnected": 0,
+            "in_flight": 0,
+        }
+        self.timings: list[dict[str, Any]] = []
+
+    def next_fault(self) -> dict[str, Any] | None:
+        with self.lock:
+            if not self.faults:
+                return None
+            fault = self.faults[0]
+            times = int(fault.get("times", 1)) - 1
+            if times <= 0:
+                self.faults.pop(0)
+            else:
+                fault["times"] = times
+            return dict(fault)
+
+    def bump(self, key: str, by: int = 1) -> None:
+        with self.lock:
+            self.stats[key] += by
+
+
+class SimulatorHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Without this every keep-alive reply waits ~40 ms on delayed ACK.
+    disable_nagle_algorithm = True
+    server: SimulatorServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    # --- plumbing ---
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload).encode()
+        self._send_bytes(status, body, "application/json", headers)
+
+    def _send_bytes(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        kind = {429: "rate_limit_exceeded", 401: "invalid_api_key"}.get(status, "server_error")
+        self._send_json(
+            status, {"error": {"message": message, "type": kind, "code": kind}}, headers
+        )
+
+    def _read_json(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        return json.loads(raw or b"{}")
+
+    # --- routes ---
+    def do_GET(self) -> None:
+        state = self.server.state
+        if self.path.rstrip("/") == "/v1/models":
+            self._send_json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": m, "object": "model", "created": 0, "owned_by": "simulator"}
+                        for m in SIMULATED_MODELS
+                    ],
+                },
+            )
+        elif self.path == "/_requests":
+            with state.lock:
+                self._send_json(200, state.requests)
+        elif self.path == "/_stats":
+            with state.lock:
+                self._send_json(200, {**state.stats, "timings": state.timings[-10000:]})
+        elif self.path == "/_health":
+            self._send_json(200, {"ok": True})
+        else:
+            self._error(404, f"Unknown path {self.path}")
+
+    def do_POST(self) -> None:
+        try:
+            payload = self._read_json()
+        except ValueError:
+            self._error(400, "Request body is not valid JSON.")
+            return
+        if self.path == "/_control":
+            self._control(payload)
+        elif self.path.rstrip("/") == "/v1/chat/completions":
+            self._completions(payload)
+        else:
+            self._error(404, f"Unknown path {self.path}")
+
+    def _control(self, payload: dict[str, Any]) -> None:
+        state = self.server.state
+        with state.lock:
+            if payload.get("reset"):
+                state.reset()
+            if "latency" in payload:
+                state.latency = float(payload["latency"])
+            if "token_delay" in payload:
+                state.token_delay = float(payload["token_delay"])
+            if "faults" in payload:
+                state.faults.extend(dict(f) for f in payload["faults"])
+        self._send_json(200, {"ok": True})
+
+    def _completions(self, body: dict[str, Any]) -> None:
+        state = self.server.state
+        received = time.time()
+        with state.lock:
+            state.requests.append(
+                {"body": body, "authorization": self.headers.get("Authorization"), "at": received}
+            )
+            state.stats["requests"] += 1
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or (
+            self.server.api_key and auth != f"Bearer {self.server.api_key}"
+        ):
+            self._error(401, "Incorrect API key provided.")
+            return
+        fault = state.next_fault()
+        if fault and fault.get("delay"):
+            time.sleep(float(fault["delay"]))
+        elif state.latency:
+            time.sleep(state.latency)
+        if fault and fault.get("status"):
+            headers = {}
+            if fault.get("retry_after") is not None:
+                headers["Retry-After"] = str(fault["retry_after"])
+            self._error(int(fault["status"]), fault.get("message") or "Simulated failure.", headers)
+            return
+        if fault and fault.get("kind") == "not_json":
+            self._send_bytes(200, b"<html>upstream proxy error</html>", "text/html")
+            return
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not body.get("model"):
+            self._error(400, "'model' and a non-empty 'messages' list are required.")
+            return
+        n = int(body.get("n") or 1)
+        max_tokens = body.get("max_tokens")
+        replies = [
+            cut_reply(reply_text(messages, i), stop=body.get("stop"), max_tokens=max_tokens)
+            for i in range(n)
+        ]
+        usage = {
+            "prompt_tokens": prompt_tokens(messages),
+            "completion_tokens": sum(count_tokens(text) for text, _ in replies),
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        meta = {
+            "id": f"chatcmpl-sim-{uuid.uuid4().hex[:24]}",
+            "created": int(received),
+            "model": f"{body['model']}-simulated",
+        }
+        with state.lock:
+            state.stats["in_flight"] += 1
+        try:
+            if body.get("stream"):
+                self._stream(body, meta, replies, usage, fault)
+            else:
+                self._send_json(
+                    200,
+                    {
+                        **meta,
+                        "object": "chat.completion",
+                        "choices": [
+                            {
+                                "index": i,
+                                "message": {"role": "assistant", "content": text},
+                                "finish_reason": finish,
+                            }
+                            for i, (text, finish) in enumerate(replies)
+                        ],
+                        "usage": usage,
+                    },
+                )
+                state.bump("completions")
+        finally:
+            with state.lock:
+                state.stats["in_flight"] -= 1
+                state.timings.append(
+                    {"id": meta["id"], "received": received, "answered": time.time()}
+                )
+
+    def _stream(
+        self,
+        body: dict[str, Any],
+        meta: dict[str, Any],
+        replies: list[tuple[str, str]],
+        usage: dict[str, int],
+        fault: dict[str, Any] | None,
+    ) -> None:
+        state = self.server.state
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        break_after = (
+            int(fault.get("after_tokens", 3))
+            if fault and fault.get("kind") == "break_stream"
+            else None
+        )
+
+        def event(choices: list[dict[str, Any]], **extra: Any) -> None:
+            chunk = {**meta, "object": "chat.completion.chunk", "choices": choices, **extra}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+
+        try:
+            event(
+                [
+                    {"index": i, "delta": {"role": "assistant", "content": ""}}
+                    for i in range(len(replies))
+                ]
+            )
+            pieces = [split_tokens(text) for text, _ in replies]
+            for step in range(max((len(p) for p in pieces), default=0)):
+                if break_after is not None and step >= break_after:
+                    # Drop the connection mid-reply, as a crashed proxy would.
+                    self.connection.shutdown(2)
+                    return
+                if state.token_delay:
+                    time.sleep(state.token_delay)
+                event(
+                    [
+                        {"index": i, "delta": {"content": p[step]}, "finish_reason": None}
+                        for i, p in enumerate(pieces)
+                        if step < len(p)
+                    ]
+                )
+            event(
+                [
+                    {"index": i, "delta": {}, "finish_reason": finish}
+                    for i, (_, finish) in enumerate(replies)
+                ]
+            )
+            if (body.get("stream_options") or {}).get("include_usage"):
+                event([], usage=usage)
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+            state.bump("streams_completed")
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            state.bump("streams_disconnected")
+
+
+class SimulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 512
+
+    def __init__(
+        self, address: tuple[str, int], *, api_key: str = "", verbose: bool = False
+    ) -> None:
+        super().__init__(address, SimulatorHandler)
+        self.state = SimulatorState()
+        self.api_key = api_key
+        self.verbose = verbose
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+
+def start_in_thread(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> SimulatorServer:
+    """Start a simulator on a background thread (port 0 picks a free one)."""
+    server = SimulatorServer((host, port), **kwargs)
+    threading.Thread(target=server.serve_forever, name="simulator", daemon=True).start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--token-delay", type=float, default=0.0)
+    parser.add_argument("--api-key", default="")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    serve(**vars(args))
+
+
+def serve(
+    *,
+    host: str,
+    port: int,
+    latency: float = 0.0,
+    token_delay: float = 0.0,
+    api_key: str = "",
+    verbose: bool = False,
+) -> None:
+    server = SimulatorServer((host, port), api_key=api_key, verbose=verbose)
+    server.state.latency = latency
+    server.state.token_delay = token_delay
+    print(f"Simulated upstream on {server.base_url} (not a real model)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Celery tasks: thin wrappers that take ids, call services and hold the retry policy."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from celery import shared_task
+from django.conf import settings
+
+from . import services
+from .client import UpstreamError
+
+logger = logging.getLogger(__name__)
+
+
+def retry_delay(attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter, never shorter than the upstream's Retry-After."""
+    base = settings.COMPLETION_RETRY_BASE_DELAY
+    cap = settings.COMPLETION_RETRY_MAX_DELAY
+    delay = random.uniform(base / 2, min(cap, base * 2 ** (attempt - 1)))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap))
+    return delay
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_completion(completion_id: int) -> str:
+    claim = services.completion_claim(completion_id=completion_id)
+    if claim is None:
+        return "skipped"  # finished, not yet due, or held by a live claim elsewhere
+    try:
+        response = services.completion_call(claim=claim)
+    except UpstreamError as error:
+        attempt = claim.completion.attempts
+        if error.retryable and attempt < settings.COMPLETION_MAX_ATTEMPTS:
+            delay = retry_delay(attempt, error.retry_after)
+            logger.info(
+                "Completion %s attempt %s failed (%s); retry in %.1fs",
+                completion_id,
+                attempt,
+                error.error_type,
+                delay,
+            )
+            if services.completion_requeue(claim=claim, error=error, delay=delay):
+                services.completion_enqueue(completion_id, countdown=delay)
+            return "retrying"
+        services.completion_fail(claim=claim, error=error)
+        return "failed"
+    services.completion_save_success(claim=claim, response=response)
+    return "succeeded"
+
+
+@shared_task(ignore_result=True)
+def sweep_completions() -> int:
+    return len(services.completions_sweep())

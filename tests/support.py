@@ -1,0 +1,138 @@
+"""Helpers for tests: waiting on conditions, a simulator handle, real worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+from django.conf import settings
+from django.db import connection
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(
+    condition: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> T:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+class Simulator:
+    """Talks to a running simulator over HTTP, as any client would."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.root = base_url.removesuffix("/v1")
+
+    def control(self, **payload: Any) -> None:
+        requests.post(f"{self.root}/_control", json=payload, timeout=5).raise_for_status()
+
+    def reset(self) -> None:
+        self.control(reset=True)
+
+    def requests(self) -> list[dict[str, Any]]:
+        return requests.get(f"{self.root}/_requests", timeout=5).json()
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [r["body"] for r in self.requests()]
+
+    def stats(self) -> dict[str, Any]:
+        return requests.get(f"{self.root}/_stats", timeout=5).json()
+
+
+def test_database_url() -> str:
+    """A DATABASE_URL for subprocesses that points at this test run's database."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{auth}{host}{port}/{db['NAME']}"
+
+
+def subprocess_env(simulator: Simulator, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "OPENAI_BASE_URL": simulator.base_url,
+        "OPENAI_API_KEY": settings.OPENAI_API_KEY,
+        "UPSTREAM_SIMULATED": "1",
+        "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        "COMPLETION_RETRY_BASE_DELAY": str(settings.COMPLETION_RETRY_BASE_DELAY),
+        "COMPLETION_RETRY_MAX_DELAY": str(settings.COMPLETION_RETRY_MAX_DELAY),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess against the test database and broker."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, beat: bool = False) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.beat = beat
+        self.process: subprocess.Popen | None = None
+
+    def start(self, *, timeout: float = 30.0) -> WorkerProcess:
+        command = [
+            sys.executable, "-m", "celery", "-A", "chatsite", "worker",
+            "--pool", "threads", "--concurrency", "4",
+            "--queues", self.env["CELERY_QUEUE"],
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--loglevel", "INFO",
+        ]  # fmt: skip
+        if self.beat:
+            command += ["--beat", "--schedule", str(self.log_path.with_suffix(".schedule"))]
+        self._log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        wait_for(
+            lambda: "ready." in self.log_path.read_text() or self.process.poll() is not None,
+            timeout=timeout,
+            what="celery worker to be ready",
+        )
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker exited early:\n{self.log_path.read_text()[-3000:]}")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as when a machine or container dies: no cleanup, no ack."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text()
