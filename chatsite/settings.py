@@ -117,7 +117,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
+
+# A test run's database is its own (a file, so worker subprocesses can share it), and
+# parallel test runs on one machine never meet.
+DATABASES["default"]["TEST"] = {
+    "NAME": str(VAR_DIR / f"test_db_{os.getpid()}.sqlite3")
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+    else f"test_chatsite_{os.getpid()}"
+}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

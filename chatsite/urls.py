@@ -1,7 +1,22 @@
+"""Site URLs: admin, accounts, the chat app, and static files (served by Django itself)."""
+
 from django.contrib import admin
-from django.urls import include, path
+from django.contrib.auth import views as auth_views
+from django.contrib.staticfiles.views import serve as serve_static
+from django.urls import include, path, re_path
+
+from conversations import views as chat_views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/signup/", chat_views.signup, name="signup"),
     path("", include("conversations.urls")),
+    # No separate static server in the embedded deployment: uvicorn serves `static/` too.
+    re_path(r"^static/(?P<path>.*)$", serve_static, {"insecure": True}),
 ]

@@ -167,3 +167,52 @@ def period_usage(user_id: int, month: date | None = None) -> BudgetPeriod:
     return BudgetPeriod.objects.filter(user_id=user_id, month=month).first() or BudgetPeriod(
         user_id=user_id, month=month
     )
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """This month's use against the user's limits, for the usage page."""
+
+    month: date
+    limits: Limits
+    used_tokens: int
+    reserved_tokens: int
+    used_cost: Decimal
+    reserved_cost: Decimal
+
+    @staticmethod
+    def _percent(value, limit) -> int | None:
+        if limit is None:
+            return None
+        if not limit:
+            return 100
+        return min(100, int(value * 100 / limit))
+
+    @property
+    def committed_tokens(self) -> int:
+        return self.used_tokens + self.reserved_tokens
+
+    @property
+    def committed_cost(self) -> Decimal:
+        return self.used_cost + self.reserved_cost
+
+    @property
+    def token_percent(self) -> int | None:
+        return self._percent(self.committed_tokens, self.limits.tokens)
+
+    @property
+    def cost_percent(self) -> int | None:
+        return self._percent(self.committed_cost, self.limits.cost)
+
+
+def budget_status(user_id: int) -> BudgetStatus:
+    """The user's limits and this month's used and reserved totals (two queries)."""
+    period = period_usage(user_id)
+    return BudgetStatus(
+        month=period.month,
+        limits=limits_for(user_id),
+        used_tokens=period.used_tokens,
+        reserved_tokens=period.reserved_tokens,
+        used_cost=Decimal(period.used_cost),
+        reserved_cost=Decimal(period.reserved_cost),
+    )

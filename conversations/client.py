@@ -428,19 +428,32 @@ class ChatClient:
 
 
 def iter_sse_data(response: requests.Response) -> Iterator[str]:
-    """The `data:` payloads of a Server-Sent Events body, one per event."""
+    """The `data:` payloads of a Server-Sent Events body, one per event, as they arrive.
+
+    Reads with read1() so each event is handed on as soon as its bytes are in, whether
+    the body is chunked or delimited by the connection closing."""
+    buffer = b""
     lines: list[str] = []
-    for raw in response.iter_lines(chunk_size=None, decode_unicode=False):
-        line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        if line == "":
-            if lines:
-                yield "\n".join(lines)
-                lines = []
-            continue
-        if line.startswith(":"):
-            continue
-        if line.startswith("data:"):
-            value = line[5:]
-            lines.append(value[1:] if value.startswith(" ") else value)
+    while True:
+        try:
+            data = response.raw.read1(65536)
+        except Exception as exc:  # urllib3 wraps socket errors in its own types
+            raise requests.ConnectionError(str(exc)) from exc
+        if not data:
+            break
+        buffer += data
+        *complete, buffer = buffer.split(b"\n")
+        for raw in complete:
+            line = raw.rstrip(b"\r").decode("utf-8")
+            if line == "":
+                if lines:
+                    yield "\n".join(lines)
+                    lines = []
+            elif line.startswith("data:"):
+                value = line[5:]
+                lines.append(value[1:] if value.startswith(" ") else value)
+    if buffer.strip().startswith(b"data:"):
+        value = buffer.strip().decode("utf-8")[5:]
+        lines.append(value[1:] if value.startswith(" ") else value)
     if lines:
         yield "\n".join(lines)

@@ -48,6 +48,8 @@ class Conversation(models.Model):
             models.Index(fields=["created_at"], name="conv_created"),
             models.Index(fields=["flagged", "-last_activity_at"], name="conv_flagged"),
         ]
+        # Reviewers flag and note conversations without being able to change them.
+        permissions = [("review_conversation", _("Can flag and note conversations"))]
 
     def __str__(self) -> str:
         return self.title or _("New chat")

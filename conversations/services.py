@@ -53,7 +53,8 @@ def _check_parameters(values: dict[str, Any]) -> None:
     if model not in settings.CHAT_MODELS:
         raise ValidationError({"model": _("%(model)s is not offered here.") % {"model": model}})
     try:
-        client.validate_parameters(values)
+        # An empty stop list is the model's default and means "unset", as in generation_params.
+        client.validate_parameters({**values, "stop": values.get("stop") or None})
     except client.ParameterError as exc:
         raise ValidationError({exc.field: exc.message}) from exc
 

@@ -302,9 +302,14 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
+
+        def write(data: bytes) -> None:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
         break_after = (
             int(fault.get("after_tokens", 3))
             if fault and fault.get("kind") == "break_stream"
@@ -313,8 +318,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
 
         def event(choices: list[dict[str, Any]], **extra: Any) -> None:
             chunk = {**meta, "object": "chat.completion.chunk", "choices": choices, **extra}
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            self.wfile.flush()
+            write(f"data: {json.dumps(chunk)}\n\n".encode())
 
         try:
             event(
@@ -346,8 +350,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             )
             if (body.get("stream_options") or {}).get("include_usage"):
                 event([], usage=usage)
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
+            write(b"data: [DONE]\n\n")
+            self.wfile.write(b"0\r\n\r\n")
             state.bump("streams_completed")
         except (BrokenPipeError, ConnectionResetError, OSError):
             state.bump("streams_disconnected")

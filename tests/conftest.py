@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
+
+from chatsite.celery import app as celery_app
 
 from conversations import simulator as simulator_module
 from conversations import tasks
 
-from .support import Simulator, WorkerProcess, subprocess_env, wait_for
+from .support import ROOT, Simulator, WorkerProcess, subprocess_env, wait_for
+
+# This run's own task queue, so parallel test runs (and `make run`) never take its tasks.
+settings.CELERY_TASK_DEFAULT_QUEUE = f"chatsite-test-{os.getpid()}"
+celery_app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
 
 
 @pytest.fixture
@@ -76,7 +90,8 @@ class Enqueued:
 @pytest.fixture(autouse=True)
 def enqueued(request, monkeypatch) -> Enqueued | None:
     """Capture task sends, unless the test runs a real worker process."""
-    if "worker" in request.fixturenames or "live_stack" in request.fixturenames:
+    real = {"worker", "live_stack"} & set(request.fixturenames)
+    if real or request.node.get_closest_marker("worker"):
         return None
     captured = Enqueued()
 
@@ -106,3 +121,122 @@ def send(django_capture_on_commit_callbacks):
             return services.message_send(conversation=conversation, content=content)
 
     return send_message
+
+
+# --- The app as in production (uvicorn + Celery worker + simulator) and a browser ---
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveStack:
+    url: str
+    simulator: Simulator
+    worker: WorkerProcess
+    web_log: Path
+
+
+class WebProcess:
+    """A real uvicorn subprocess serving the ASGI app on the test database."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, *, timeout: float = 30.0) -> WebProcess:
+        import requests
+
+        command = [
+            sys.executable, "-m", "uvicorn", "chatsite.asgi:application",
+            "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+        ]  # fmt: skip
+        self._log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                return True
+            try:
+                return requests.get(f"{self.url}/accounts/login/", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_for(ready, timeout=timeout, interval=0.1, what="uvicorn to answer")
+        if self.process.poll() is not None:
+            raise AssertionError(f"uvicorn exited early:\n{self.log_path.read_text()[-3000:]}")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+@pytest.fixture
+def live_stack(transactional_db, simulator, tmp_path) -> Iterator[LiveStack]:
+    """uvicorn and a Celery worker as subprocesses on the test database, and the simulator.
+
+    A queue of its own keeps other test runs' workers away from this run's tasks."""
+    env = subprocess_env(simulator, CELERY_QUEUE=f"chatsite-test-{uuid.uuid4().hex[:8]}")
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the browser fixtures' setting is not prod's
+    web = WebProcess(env, tmp_path / "web.log")
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        worker.start()
+        web.start()
+        yield LiveStack(url=web.url, simulator=simulator, worker=worker, web_log=web.log_path)
+    finally:
+        web.stop()
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the session (the system one; no download)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; browser tests must run in CI")
+        pytest.skip(f"{CHROMIUM} is missing: install Chromium to run the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM in tests is still sync.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--no-first-run", "--disable-sync",
+                ],
+            )  # fmt: skip
+            yield browser
+            browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (cookies, storage) and page per test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()

@@ -136,3 +136,14 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+
+def browser_login(page: Any, base_url: str, username: str, password: str) -> None:
+    """Log in through the login form, as a person would, and wait for the chat page."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{base_url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible(timeout=10_000)
