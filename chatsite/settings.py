@@ -168,6 +168,16 @@ OPENAI_CONNECT_TIMEOUT = envfloat("OPENAI_CONNECT_TIMEOUT", 10.0)
 CHAT_MODELS = envlist("CHAT_MODELS", "gpt-4o-mini,gpt-4o,gpt-4.1-mini,gpt-3.5-turbo")
 CHAT_DEFAULT_MODEL = os.environ.get("CHAT_DEFAULT_MODEL") or CHAT_MODELS[0]
 
+# Ask the upstream to stream (Server-Sent Events); replies then appear as they are written.
+UPSTREAM_STREAM = envbool("UPSTREAM_STREAM", True)
+# How often the worker writes the growing reply to the database (the embedded channel),
+# and how often when Redis carries the deltas (the database copy is then for reloads).
+STREAM_DB_FLUSH_INTERVAL = envfloat("STREAM_DB_FLUSH_INTERVAL", 0.05)
+STREAM_REDIS_DB_FLUSH_INTERVAL = envfloat("STREAM_REDIS_DB_FLUSH_INTERVAL", 1.0)
+STREAM_STOP_CHECK_INTERVAL = envfloat("STREAM_STOP_CHECK_INTERVAL", 0.25)
+# How often the web process looks for new text when Redis is not in use.
+STREAM_POLL_INTERVAL = envfloat("STREAM_POLL_INTERVAL", 0.05)
+
 # --- Completions: retries, leases and the sweep that recovers lost work ---
 COMPLETION_MAX_ATTEMPTS = envint("COMPLETION_MAX_ATTEMPTS", 5)
 COMPLETION_RETRY_BASE_DELAY = envfloat("COMPLETION_RETRY_BASE_DELAY", 1.0)

@@ -186,7 +186,7 @@ class ConversationAdmin(AuditedReadMixin, admin.ModelAdmin):
 
     @admin.display(description=_("title"), ordering="title")
     def display_title(self, obj: Conversation) -> str:
-        return str(obj)
+        return review.conversation_title(obj)
 
     @admin.display(description=_("messages"), ordering="message_count")
     def message_count(self, obj: Conversation) -> int:

@@ -7,7 +7,9 @@ ones that are set; `ChatClient.create` posts it and parses the answer, raising
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -372,16 +374,39 @@ class ChatClient:
         body: dict[str, Any],
         *,
         on_delta: Callable[[StreamState, list[StreamDelta]], None],
-        should_stop: Callable[[], bool] = lambda: False,
+        should_stop: Callable[[], bool] | None = None,
+        stop_check_interval: float = 0.2,
+        on_watcher_exit: Callable[[], None] | None = None,
     ) -> tuple[StreamState, bool]:
         """A streaming call: feeds deltas to `on_delta` as they arrive.
 
-        Returns the final state and whether it was stopped by `should_stop`.
+        `should_stop` is polled on a watcher thread every `stop_check_interval` seconds;
+        when it says yes the socket is shut down, so a stop works even while the
+        upstream is silent. Returns the final state and whether it was stopped.
         A stream that ends without [DONE] or a finish reason raises StreamInterrupted.
         """
         response = self._post({**body, "stream": True}, stream=True)
         state = StreamState()
-        stopped = False
+        stopped = threading.Event()
+        finished = threading.Event()
+
+        def watch() -> None:
+            try:
+                while not finished.wait(stop_check_interval):
+                    if should_stop and should_stop():
+                        stopped.set()
+                        # Unblocks the reading thread and drops the upstream connection.
+                        with contextlib.suppress(Exception):
+                            response.raw.shutdown()
+                        return
+            finally:
+                if on_watcher_exit:
+                    on_watcher_exit()
+
+        watcher = None
+        if should_stop is not None:
+            watcher = threading.Thread(target=watch, name="stream-stop-watcher", daemon=True)
+            watcher.start()
         try:
             for data in iter_sse_data(response):
                 if data == "[DONE]":
@@ -404,27 +429,32 @@ class ChatClient:
                 deltas = state.apply(chunk)
                 if deltas or state.usage:
                     on_delta(state, deltas)
-                if should_stop():
-                    stopped = True
+                if stopped.is_set():
                     break
         except requests.RequestException as exc:
-            raise StreamInterrupted(
-                f"The upstream stream broke ({exc.__class__.__name__}).",
-                error_type="stream_broken",
-                http_status=200,
-            ) from exc
+            if not stopped.is_set():
+                raise StreamInterrupted(
+                    f"The upstream stream broke ({exc.__class__.__name__}).",
+                    error_type="stream_broken",
+                    http_status=200,
+                ) from exc
         finally:
+            finished.set()
             # Closing drops the connection, which is how the upstream learns we stopped.
             response.close()
-        if not stopped and not state.done:
-            finished = state.finish_reasons and all(state.finish_reasons.values())
-            if not finished:
+            if watcher is not None:
+                watcher.join(timeout=5)
+        if stopped.is_set():
+            return state, True
+        if not state.done:
+            finished_all = state.finish_reasons and all(state.finish_reasons.values())
+            if not finished_all:
                 raise StreamInterrupted(
                     "The upstream stream ended before the reply was complete.",
                     error_type="stream_broken",
                     http_status=200,
                 )
-        return state, stopped
+        return state, False
 
 
 def iter_sse_data(response: requests.Response) -> Iterator[str]:

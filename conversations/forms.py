@@ -18,7 +18,21 @@ class SignupForm(UserCreationForm):
     """Django's own sign-up form (labels "Username", "Password", "Password confirmation")."""
 
 
-class MessageForm(forms.Form):
+class _Form(forms.Form):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+    def add_service_errors(self, error: ValidationError) -> None:
+        """Put a service's {field: message} errors beside the fields they name."""
+        if hasattr(error, "error_dict"):
+            for name, errors in error.error_dict.items():
+                self.add_error(name if name in self.fields else None, errors)
+        else:
+            self.add_error(None, error)
+
+
+class MessageForm(_Form):
     content = forms.CharField(
         label=_("Message"),
         strip=True,
@@ -28,7 +42,7 @@ class MessageForm(forms.Form):
     )
 
 
-class RenameForm(forms.Form):
+class RenameForm(_Form):
     title = forms.CharField(label=_("Title"), max_length=200)
 
 
@@ -41,7 +55,7 @@ def _number(label: str, step: str, **kwargs: Any) -> forms.FloatField:
     )
 
 
-class SettingsForm(forms.Form):
+class SettingsForm(_Form):
     """A conversation's model and generation parameters; empty means "not set"."""
 
     model = forms.ChoiceField(label=_("Model"))
@@ -92,11 +106,3 @@ class SettingsForm(forms.Form):
                 params={"count": MAX_STOP_SEQUENCES},
             )
         return sequences
-
-    def add_service_errors(self, error: ValidationError) -> None:
-        """Put a service's {field: message} errors beside the fields they name."""
-        if hasattr(error, "error_dict"):
-            for name, errors in error.error_dict.items():
-                self.add_error(name if name in self.fields else None, errors)
-        else:
-            self.add_error(None, error)

@@ -47,6 +47,10 @@ TRANSCRIPT_ORDER = ("position", "choice_index", "id")
 # --- Reads: the conversation list ---
 
 
+def conversation_title(conversation: Conversation) -> str:
+    return conversation.title or _("New chat")
+
+
 def _per_conversation(queryset: QuerySet, aggregate, output_field) -> Subquery:
     # A correlated subquery per column: joining messages and completions together
     # would multiply the rows and the sums.
@@ -367,7 +371,7 @@ def _markdown_reply(message: Message, completions: dict[int, Completion]) -> lis
 
 
 def _markdown_conversation(conversation: Conversation) -> list[str]:
-    title = str(conversation)
+    title = conversation_title(conversation)
     completions = {c.pk: c for c in conversation.completions.all()}
     lines = [
         f"# {title} (#{conversation.pk})",

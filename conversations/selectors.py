@@ -90,6 +90,12 @@ class Reply:
 
     position: int
     choices: list[Message] = field(default_factory=list)
+    kind = "reply"
+
+    @property
+    def dom_id(self) -> str:
+        completion_id = self.choices[0].completion_id if self.choices else None
+        return f"reply-{completion_id}" if completion_id else f"reply-p{self.position}"
 
     @property
     def selected(self) -> Message | None:
@@ -147,9 +153,7 @@ def transcript(conversation: Conversation) -> Transcript:
 
 
 def last_user_message(conversation: Conversation) -> Message | None:
-    return (
-        conversation.messages.filter(role=Message.Role.USER).order_by("-position", "-pk").first()
-    )
+    return conversation.messages.filter(role=Message.Role.USER).order_by("-position", "-pk").first()
 
 
 def completion_reply(completion: Completion) -> Reply:

@@ -22,7 +22,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import budgets, client
+from . import budgets, client, streams
 from .models import Completion, Conversation, Message, ModelPrice
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,9 @@ def request_body(conversation: Conversation, messages: list[dict]) -> dict[str, 
     params = conversation.generation_params()
     model = params.pop("model")
     try:
-        return client.build_request(model=model, messages=messages, **params)
+        return client.build_request(
+            model=model, messages=messages, stream=settings.UPSTREAM_STREAM, **params
+        )
     except client.ParameterError as exc:
         raise ValidationError({exc.field: exc.message}) from exc
 
@@ -267,33 +269,207 @@ def upstream_client() -> client.ChatClient:
     )
 
 
-def completion_call(*, claim: Claim) -> client.ChatResponse:
-    """One call to the upstream with the body stored at queue time."""
+def completion_attempt(*, claim: Claim) -> str:
+    """One attempt at the call: "succeeded", "stopped", "failed" (a broken stream, its
+    partial text kept) or "lost" (another worker holds the claim now).
+
+    Raises client.UpstreamError when nothing was saved; the task decides on a retry."""
+    if claim.completion.request_body.get("stream"):
+        return _attempt_streaming(claim)
+    response = completion_call(claim=claim)
+    return "succeeded" if completion_save_success(claim=claim, response=response) else "lost"
+
+
+def _release_connection() -> None:
     if not connection.in_atomic_block:
         # Hold no database connection while waiting on the model.
         connection.close()
-    return upstream_client().create(claim.completion.request_body)
+
+
+def completion_call(*, claim: Claim) -> client.ChatResponse:
+    """One non-streaming call to the upstream with the body stored at queue time."""
+    _release_connection()
+    body = {
+        k: v
+        for k, v in claim.completion.request_body.items()
+        if k not in ("stream", "stream_options")
+    }
+    return upstream_client().create(body)
+
+
+def _stop_requested(completion_id: int) -> bool:
+    in_redis = streams.stop_requested_in_redis(completion_id)
+    if in_redis is not None:
+        return in_redis
+    return Completion.objects.filter(pk=completion_id, stop_requested=True).exists()
+
+
+def _attempt_streaming(claim: Claim) -> str:
+    completion = claim.completion
+    rows_ready = False
+
+    def write_db(contents: dict[int, str]) -> None:
+        nonlocal rows_ready
+        if not rows_ready:
+            rows_ready = _stream_rows_prepare(claim=claim, indexes=sorted(contents))
+        for index, text in contents.items():
+            Message.objects.filter(
+                completion_id=completion.pk,
+                choice_index=index,
+                completion__claim_token=claim.token,
+            ).update(content=text)
+
+    interval = (
+        settings.STREAM_REDIS_DB_FLUSH_INTERVAL
+        if streams.redis_client() is not None
+        else settings.STREAM_DB_FLUSH_INTERVAL
+    )
+    publisher = streams.Publisher(completion.pk, interval, write_db)
+    _release_connection()
+    try:
+        state, stopped = upstream_client().stream(
+            completion.request_body,
+            on_delta=lambda state, deltas: publisher.publish(deltas),
+            should_stop=lambda: _stop_requested(completion.pk),
+            stop_check_interval=settings.STREAM_STOP_CHECK_INTERVAL,
+            on_watcher_exit=lambda: connection.close(),
+        )
+    except client.StreamInterrupted as error:
+        if not publisher.has_text:
+            _stream_rows_discard(claim=claim)
+            raise
+        # Some text arrived: keep it, shown as an error, never as a clean finish.
+        publisher.flush()
+        saved = _save_result(
+            claim=claim,
+            response=_partial_response(publisher.contents, error=error),
+            message_status=Message.Status.FAILED,
+            completion_status=Completion.Status.FAILED,
+            error=error,
+        )
+        streams.publish_end(completion.pk, "failed")
+        return "failed" if saved else "lost"
+    except client.UpstreamError:
+        _stream_rows_discard(claim=claim)
+        raise
+    response = state.response()
+    if stopped:
+        for choice in response.choices:
+            choice.finish_reason = "stopped"
+    saved = _save_result(
+        claim=claim,
+        response=response,
+        message_status=Message.Status.STOPPED if stopped else Message.Status.COMPLETE,
+    )
+    streams.publish_end(completion.pk, "stopped" if stopped else "succeeded")
+    if not saved:
+        return "lost"
+    return "stopped" if stopped else "succeeded"
+
+
+def _partial_response(contents: dict[int, str], *, error: Exception) -> client.ChatResponse:
+    return client.ChatResponse(
+        id="",
+        created=None,
+        model="",
+        object="",
+        choices=[
+            client.Choice(index=i, content=text, finish_reason="error")
+            for i, text in sorted(contents.items())
+        ],
+        usage=None,
+    )
+
+
+def _stream_rows_prepare(*, claim: Claim, indexes: list[int]) -> bool:
+    """Create (or take back from a dead attempt) the reply's rows while we hold the claim."""
+    completion = claim.completion
+    with transaction.atomic():
+        conversation = _lock(completion.conversation)
+        if not Completion.objects.filter(
+            pk=completion.pk, claim_token=claim.token, status=Completion.Status.RUNNING
+        ).exists():
+            return False
+        existing = {m.choice_index: m for m in Message.objects.filter(completion_id=completion.pk)}
+        position = (
+            next(iter(existing.values())).position if existing else _next_position(conversation)
+        )
+        Message.objects.filter(completion_id=completion.pk).update(
+            content="", status=Message.Status.STREAMING
+        )
+        Message.objects.bulk_create(
+            [
+                Message(
+                    conversation=conversation,
+                    role=Message.Role.ASSISTANT,
+                    content="",
+                    position=position,
+                    completion=completion,
+                    choice_index=index,
+                    status=Message.Status.STREAMING,
+                    is_selected=(index == 0),
+                )
+                for index in indexes
+                if index not in existing
+            ]
+        )
+    return True
+
+
+def _stream_rows_discard(*, claim: Claim) -> None:
+    Message.objects.filter(
+        completion_id=claim.completion.pk, completion__claim_token=claim.token
+    ).delete()
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token: for usage the upstream did not report."""
+    return (len(text) + 3) // 4
 
 
 def completion_save_success(*, claim: Claim, response: client.ChatResponse) -> bool:
     """Save the reply (a message per choice) and its usage in one transaction.
 
     Returns False, saving nothing, when the claim was lost to another worker."""
+    return _save_result(claim=claim, response=response, message_status=Message.Status.COMPLETE)
+
+
+def _save_result(
+    *,
+    claim: Claim,
+    response: client.ChatResponse,
+    message_status: str,
+    completion_status: str = Completion.Status.SUCCEEDED,
+    error: client.UpstreamError | None = None,
+) -> bool:
     completion = claim.completion
     now = timezone.now()
     usage = response.usage
+    estimated = usage is None
+    if usage is None:
+        prompt = sum(
+            estimate_tokens(m.get("content", "")) + 3
+            for m in completion.request_body.get("messages", [])
+        )
+        reply = sum(estimate_tokens(c.content) for c in response.choices)
+        usage = client.Usage(
+            prompt_tokens=prompt, completion_tokens=reply, total_tokens=prompt + reply
+        )
     price, cost = completion_cost(
         model=completion.model,
-        prompt_tokens=usage.prompt_tokens if usage else 0,
-        completion_tokens=usage.completion_tokens if usage else 0,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
         at=now,
+    )
+    latency_ms = response.latency_ms or (
+        int((now - completion.started_at).total_seconds() * 1000) if completion.started_at else None
     )
     with transaction.atomic():
         conversation = _lock(completion.conversation)
         updated = Completion.objects.filter(
             pk=completion.pk, claim_token=claim.token, status=Completion.Status.RUNNING
         ).update(
-            status=Completion.Status.SUCCEEDED,
+            status=completion_status,
             response_id=response.id[:200],
             response_created=response.created,
             response_model=response.model[:100],
@@ -301,14 +477,14 @@ def completion_save_success(*, claim: Claim, response: client.ChatResponse) -> b
             choices=[
                 {"index": c.index, "finish_reason": c.finish_reason} for c in response.choices
             ],
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            total_tokens=usage.total_tokens if usage else None,
-            usage_estimated=False,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            usage_estimated=estimated,
             http_status=response.http_status,
-            error_type="",
-            error_message="",
-            latency_ms=response.latency_ms,
+            error_type=error.error_type if error else "",
+            error_message=readable_error(error, attempts=completion.attempts) if error else "",
+            latency_ms=latency_ms,
             finished_at=now,
             lease_expires_at=None,
             price=price,
@@ -318,26 +494,60 @@ def completion_save_success(*, claim: Claim, response: client.ChatResponse) -> b
         if not updated:
             logger.info("Completion %s was claimed elsewhere; reply discarded", completion.pk)
             return False
-        position = _next_position(conversation)
-        Message.objects.bulk_create(
-            [
-                Message(
-                    conversation=conversation,
-                    role=Message.Role.ASSISTANT,
-                    content=choice.content,
-                    position=position,
-                    completion=completion,
-                    choice_index=choice.index,
-                    finish_reason=choice.finish_reason or "",
-                    is_selected=(i == 0),
-                    created_at=now,
-                )
-                for i, choice in enumerate(sorted(response.choices, key=lambda c: c.index))
-            ]
+        existing = {m.choice_index: m for m in Message.objects.filter(completion_id=completion.pk)}
+        position = (
+            next(iter(existing.values())).position if existing else _next_position(conversation)
         )
+        new_rows = []
+        for order, choice in enumerate(sorted(response.choices, key=lambda c: c.index)):
+            fields = {
+                "content": choice.content,
+                "finish_reason": choice.finish_reason or "",
+                "status": message_status,
+            }
+            if choice.index in existing:
+                Message.objects.filter(pk=existing[choice.index].pk).update(**fields)
+            else:
+                new_rows.append(
+                    Message(
+                        conversation=conversation,
+                        role=Message.Role.ASSISTANT,
+                        position=position,
+                        completion=completion,
+                        choice_index=choice.index,
+                        is_selected=(order == 0),
+                        created_at=now,
+                        **fields,
+                    )
+                )
+        Message.objects.bulk_create(new_rows)
         Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=now)
         budgets.completion_settle(completion_id=completion.pk)
     return True
+
+
+def completion_stop(*, completion: Completion) -> None:
+    """Ask for the reply to end: a running call is cut within a second, its partial
+    text kept; a call not yet started never starts."""
+    now = timezone.now()
+    with transaction.atomic():
+        never_started = Completion.objects.filter(
+            pk=completion.pk, status=Completion.Status.QUEUED
+        ).update(
+            status=Completion.Status.FAILED,
+            stop_requested=True,
+            error_type="stopped",
+            error_message=_("Stopped before the model started writing."),
+            finished_at=now,
+        )
+        if never_started:
+            budgets.completion_release(completion_id=completion.pk)
+        else:
+            Completion.objects.filter(pk=completion.pk, status=Completion.Status.RUNNING).update(
+                stop_requested=True
+            )
+    if not never_started:
+        streams.request_stop(completion.pk)
 
 
 def completion_requeue(*, claim: Claim, error: client.UpstreamError, delay: float) -> bool:
@@ -373,6 +583,8 @@ def completion_fail(*, claim: Claim, error: client.UpstreamError) -> bool:
         )
         if updated:
             budgets.completion_release(completion_id=claim.completion.pk)
+    if updated:
+        streams.publish_end(claim.completion.pk, "failed")
     return bool(updated)
 
 

@@ -30,7 +30,7 @@ def run_completion(completion_id: int) -> str:
     if claim is None:
         return "skipped"  # finished, not yet due, or held by a live claim elsewhere
     try:
-        response = services.completion_call(claim=claim)
+        return services.completion_attempt(claim=claim)
     except UpstreamError as error:
         attempt = claim.completion.attempts
         if error.retryable and attempt < settings.COMPLETION_MAX_ATTEMPTS:
@@ -47,8 +47,6 @@ def run_completion(completion_id: int) -> str:
             return "retrying"
         services.completion_fail(claim=claim, error=error)
         return "failed"
-    services.completion_save_success(claim=claim, response=response)
-    return "succeeded"
 
 
 @shared_task(ignore_result=True)

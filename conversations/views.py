@@ -276,7 +276,9 @@ def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
     renamed = False
     if form.is_valid():
         try:
-            services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
+            services.conversation_rename(
+                conversation=conversation, title=form.cleaned_data["title"]
+            )
             renamed = True
         except ValidationError as error:
             form.add_error("title", error.messages)

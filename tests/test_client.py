@@ -227,6 +227,7 @@ def test_stopping_a_stream_closes_the_upstream_connection(chat, sim):
         client.build_request(model="gpt-4o", messages=MESSAGES, stream=True),
         on_delta=lambda s, d: None,
         should_stop=lambda: True,
+        stop_check_interval=0.05,
     )
     assert stopped
 

@@ -11,6 +11,13 @@ from conversations.models import Completion, Conversation, Message
 from conversations.simulator import count_tokens
 
 
+@pytest.fixture(params=[True, False], ids=["streaming", "plain"])
+def streaming(request, settings) -> bool:
+    """Both ways of calling the upstream: `stream: true` (the default) and one JSON body."""
+    settings.UPSTREAM_STREAM = request.param
+    return request.param
+
+
 @pytest.fixture
 def conversation(alice) -> Conversation:
     return services.conversation_create(owner=alice, model="gpt-4o-mini")
@@ -63,7 +70,9 @@ def test_the_request_as_sent_is_stored(conversation, simulator, enqueued, send):
     assert "sk-test-key" not in str(completion.request_body)
 
 
-def test_the_response_fields_and_usage_are_stored(conversation, simulator, enqueued, send):
+def test_the_response_fields_and_usage_are_stored(
+    conversation, streaming, simulator, enqueued, send
+):
     message, completion = send(conversation, "What is a token?")
     enqueued.drain()
     completion.refresh_from_db()
@@ -80,11 +89,15 @@ def test_the_response_fields_and_usage_are_stored(conversation, simulator, enque
     assert completion.total_tokens == completion.prompt_tokens + completion.completion_tokens
     assert completion.http_status == 200
     assert completion.attempts == 1
+    assert not completion.usage_estimated
+    assert completion.request_body.get("stream", False) == streaming
     assert completion.latency_ms is not None
     assert completion.started_at <= completion.finished_at
 
 
-def test_n_3_stores_three_choices_and_selects_the_first(alice, simulator, enqueued, send):
+def test_n_3_stores_three_choices_and_selects_the_first(
+    alice, streaming, simulator, enqueued, send
+):
     conversation = services.conversation_create(owner=alice, n=3)
     _, completion = send(conversation, "Give me options")
     enqueued.drain()
@@ -108,7 +121,9 @@ def test_only_the_selected_choice_goes_into_later_requests(alice, simulator, enq
     assert history[1]["content"] == second.content
 
 
-def test_max_tokens_cut_is_stored_as_finish_reason_length(alice, simulator, enqueued, send):
+def test_max_tokens_cut_is_stored_as_finish_reason_length(
+    alice, streaming, simulator, enqueued, send
+):
     conversation = services.conversation_create(owner=alice, max_tokens=2)
     _, completion = send(conversation, "Say a lot")
     enqueued.drain()
@@ -133,7 +148,9 @@ def test_the_second_message_carries_the_history(alice, simulator, enqueued, send
     ]
 
 
-def test_a_429_with_retry_after_is_retried_and_succeeds(conversation, simulator, enqueued, send):
+def test_a_429_with_retry_after_is_retried_and_succeeds(
+    conversation, streaming, simulator, enqueued, send
+):
     simulator.control(faults=[{"status": 429, "retry_after": 1}])
     _, completion = send(conversation, "hello")
     enqueued.drain()
@@ -179,7 +196,7 @@ def test_401_is_not_retried(conversation, simulator, enqueued, send):
     assert "Incorrect API key provided" in completion.error_message
 
 
-def test_a_non_json_200_is_retried(conversation, simulator, enqueued, send):
+def test_a_non_json_200_is_retried(conversation, streaming, simulator, enqueued, send):
     simulator.control(faults=[{"kind": "not_json"}])
     _, completion = send(conversation, "hello")
     enqueued.drain()
@@ -189,7 +206,7 @@ def test_a_non_json_200_is_retried(conversation, simulator, enqueued, send):
 
 
 def test_the_same_task_delivered_twice_calls_once_and_replies_once(
-    conversation, simulator, enqueued, send
+    conversation, streaming, simulator, enqueued, send
 ):
     _, completion = send(conversation, "hello")
     tasks.run_completion(completion.pk)
@@ -207,12 +224,8 @@ def test_a_lost_claim_saves_no_second_reply(conversation, simulator, enqueued, s
     )
     second = services.completion_claim(completion_id=completion.pk)
     assert second is not None and second.token != first.token
-    assert services.completion_save_success(
-        claim=second, response=services.completion_call(claim=second)
-    )
-    assert not services.completion_save_success(
-        claim=first, response=services.completion_call(claim=first)
-    )
+    assert services.completion_attempt(claim=second) == "succeeded"
+    assert services.completion_attempt(claim=first) == "lost"
     assert Message.objects.filter(completion=completion).count() == 1
 
 

@@ -1,0 +1,120 @@
+"""Live reply text, between the worker that receives it and the web processes that show it.
+
+The worker publishes each delta to a Redis Stream per reply when REDIS_URL is set (any
+web process on any host can replay it from the start), and writes the growing text to
+the reply's Message rows in the database (throttled), which is the channel of the
+embedded default and what a reloaded page starts from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import cache
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "chatsite:reply:"
+STOP_PREFIX = "chatsite:stop:"
+# A finished reply's stream stays readable this long, for late readers.
+STREAM_TTL_SECONDS = 3600
+
+
+@cache
+def redis_client():
+    """The shared Redis connection pool, or None in the embedded default."""
+    if not settings.REDIS_URL:
+        return None
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+
+
+def stream_key(completion_id: int) -> str:
+    return f"{KEY_PREFIX}{completion_id}"
+
+
+def stop_key(completion_id: int) -> str:
+    return f"{STOP_PREFIX}{completion_id}"
+
+
+@dataclass
+class Publisher:
+    """Worker side: hands deltas on to Redis at once and to the database in batches."""
+
+    completion_id: int
+    flush_interval: float
+    write_db: callable  # (contents: dict[int, str]) -> None
+    contents: dict[int, str] = field(default_factory=dict)
+    last_flush: float = 0.0
+    dirty: bool = False
+
+    def publish(self, deltas) -> None:
+        for delta in deltas:
+            self.contents[delta.index] = self.contents.get(delta.index, "") + delta.content
+        redis = redis_client()
+        if redis is not None:
+            texts = [(d.index, d.content) for d in deltas if d.content]
+            if texts:
+                try:
+                    pipe = redis.pipeline(transaction=False)
+                    for index, text in texts:
+                        pipe.xadd(stream_key(self.completion_id), {"i": index, "d": text})
+                    pipe.expire(stream_key(self.completion_id), STREAM_TTL_SECONDS)
+                    pipe.execute()
+                except Exception:  # noqa: BLE001 - the database copy still carries the text
+                    logger.warning("Could not publish deltas of %s to Redis", self.completion_id)
+        self.dirty = True
+        now = time.monotonic()
+        # The first text goes out at once; after that, at most one write per interval.
+        if self.last_flush == 0.0 or now - self.last_flush >= self.flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.dirty:
+            self.write_db(dict(self.contents))
+            self.dirty = False
+            self.last_flush = time.monotonic()
+
+    @property
+    def has_text(self) -> bool:
+        return any(self.contents.values())
+
+
+def publish_end(completion_id: int, status: str) -> None:
+    redis = redis_client()
+    if redis is None:
+        return
+    try:
+        redis.xadd(stream_key(completion_id), {"end": status})
+        redis.expire(stream_key(completion_id), STREAM_TTL_SECONDS)
+    except Exception:  # noqa: BLE001 - readers fall back to the database
+        logger.warning("Could not publish the end of %s to Redis", completion_id)
+
+
+def request_stop(completion_id: int) -> None:
+    redis = redis_client()
+    if redis is not None:
+        try:
+            redis.set(stop_key(completion_id), "1", ex=STREAM_TTL_SECONDS)
+        except Exception:  # noqa: BLE001 - the database flag is the record
+            logger.warning("Could not set the stop flag of %s in Redis", completion_id)
+
+
+def stop_requested_in_redis(completion_id: int) -> bool | None:
+    """True/False from Redis, or None when Redis is not in use (ask the database)."""
+    redis = redis_client()
+    if redis is None:
+        return None
+    try:
+        return bool(redis.exists(stop_key(completion_id)))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def encode_event(payload: dict) -> str:
+    return json.dumps(payload, ensure_ascii=False)

@@ -1,0 +1,39 @@
+"""Template tags of the chat page: message text as HTML, and the few inline SVG icons."""
+
+from django import template
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+
+from conversations.rendering import render_markdown, render_plain
+
+register = template.Library()
+
+# Stroke icons (24x24, currentColor), decorative: each sits beside a text label.
+ICONS = {
+    "plus": '<path d="M12 5v14M5 12h14"/>',
+    "menu": '<path d="M4 6h16M4 12h16M4 18h16"/>',
+    "edit": '<path d="M4 20h4L19 9l-4-4L4 16v4z"/><path d="M14 6l4 4"/>',
+    "trash": '<path d="M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3"/>',
+    "sliders": '<path d="M4 6h10M18 6h2M4 12h4M12 12h8M4 18h12M20 18h0"/>'
+    '<circle cx="16" cy="6" r="2"/><circle cx="10" cy="12" r="2"/><circle cx="18" cy="18" r="2"/>',
+}
+
+
+@register.simple_tag
+def markdown(text: str) -> SafeString:
+    return render_markdown(text)
+
+
+@register.simple_tag
+def plain(text: str) -> SafeString:
+    return render_plain(text)
+
+
+@register.simple_tag
+def icon(name: str) -> SafeString:
+    return format_html(
+        '<svg class="icon" viewBox="0 0 24 24" width="20" height="20" fill="none" '
+        'stroke="currentColor" stroke-width="1.8" stroke-linecap="round" '
+        'stroke-linejoin="round" aria-hidden="true" focusable="false">{}</svg>',
+        mark_safe(ICONS[name]),  # noqa: S308 - constant markup above
+    )

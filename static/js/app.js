@@ -1,0 +1,181 @@
+// chatsite: the little the chat page needs beyond htmx. Enter to send, copy buttons,
+// keeping the newest message in view, choice tabs on narrow screens, the sidebar drawer.
+(function () {
+  "use strict";
+  document.documentElement.classList.add("js");
+
+  const scroller = () => document.getElementById("chat-scroll");
+  // Follow new messages only while the reader is at the bottom (not reading older ones).
+  let stickToBottom = true;
+
+  function nearBottom(el) {
+    return el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+  }
+
+  function scrollToNewest() {
+    const el = scroller();
+    if (el) el.scrollTop = el.scrollHeight;
+  }
+
+  function autogrow(textarea) {
+    textarea.style.height = "auto";
+    textarea.style.height = textarea.scrollHeight + 2 + "px";
+  }
+
+  // --- Enter sends, Shift+Enter adds a line (not while an input method is composing). ---
+  document.addEventListener("keydown", function (event) {
+    const target = event.target;
+    if (!(target instanceof HTMLTextAreaElement) || !target.hasAttribute("data-enter-sends")) return;
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    event.preventDefault();
+    const form = target.form;
+    if (!form || !target.value.trim()) return;
+    const button = form.querySelector("button[type=submit]");
+    if (button && button.disabled) return;
+    stickToBottom = true;
+    form.requestSubmit(button || undefined);
+  });
+
+  document.addEventListener("input", function (event) {
+    if (event.target instanceof HTMLTextAreaElement && event.target.hasAttribute("data-enter-sends")) {
+      autogrow(event.target);
+    }
+  });
+
+  document.addEventListener("submit", function (event) {
+    if (event.target.id === "composer") stickToBottom = true;
+  });
+
+  // --- Copy buttons on code blocks. ---
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    // Plain http on a LAN address has no Clipboard API: fall back to a hidden selection.
+    return new Promise(function (resolve, reject) {
+      const area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.style.position = "fixed";
+      area.style.opacity = "0";
+      document.body.appendChild(area);
+      area.select();
+      const ok = document.execCommand("copy");
+      area.remove();
+      ok ? resolve() : reject(new Error("copy failed"));
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest(".copy-code");
+    if (!button) return;
+    const code = button.closest(".codeblock").querySelector("pre code");
+    const label = button.dataset.label || button.textContent;
+    button.dataset.label = label;
+    copyText(code.innerText).then(
+      function () { button.textContent = document.body.dataset.copiedText || "Copied"; },
+      function () { button.textContent = document.body.dataset.copyFailedText || "Copy failed"; }
+    ).finally(function () {
+      setTimeout(function () { button.textContent = label; }, 1500);
+    });
+  });
+
+  // --- Choice tabs (shown by CSS only when the reply column is narrow). ---
+  function activateChoice(tab, focus) {
+    const choices = tab.closest("[data-choices]");
+    const index = tab.dataset.index;
+    choices.querySelectorAll("[role=tab]").forEach(function (t) {
+      const on = t === tab;
+      t.setAttribute("aria-selected", on ? "true" : "false");
+      t.tabIndex = on ? 0 : -1;
+    });
+    choices.querySelectorAll(".choice").forEach(function (c) {
+      c.classList.toggle("is-active", c.dataset.index === index);
+    });
+    choices.dataset.active = index;
+    if (focus) tab.focus();
+  }
+
+  document.addEventListener("click", function (event) {
+    const tab = event.target.closest(".choice-tabs [role=tab]");
+    if (tab) activateChoice(tab, false);
+  });
+
+  document.addEventListener("keydown", function (event) {
+    const tab = event.target.closest && event.target.closest(".choice-tabs [role=tab]");
+    if (!tab || (event.key !== "ArrowRight" && event.key !== "ArrowLeft")) return;
+    const tabs = Array.from(tab.parentElement.querySelectorAll("[role=tab]"));
+    const step = event.key === "ArrowRight" ? 1 : -1;
+    const next = tabs[(tabs.indexOf(tab) + step + tabs.length) % tabs.length];
+    event.preventDefault();
+    activateChoice(next, true);
+  });
+
+  function initChoices(root) {
+    root.querySelectorAll("[data-choices]").forEach(function (choices) {
+      const active = choices.dataset.active;
+      choices.querySelectorAll(".choice").forEach(function (c) {
+        c.classList.toggle("is-active", c.dataset.index === active);
+      });
+    });
+  }
+
+  // --- Sidebar drawer on narrow screens. ---
+  function setSidebar(open) {
+    document.body.classList.toggle("sidebar-open", open);
+    document.querySelectorAll(".sidebar-toggle").forEach(function (b) {
+      b.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+    if (open) {
+      const first = document.querySelector("#sidebar a, #sidebar button");
+      if (first) first.focus();
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest(".sidebar-toggle")) {
+      setSidebar(!document.body.classList.contains("sidebar-open"));
+    } else if (document.body.classList.contains("sidebar-open") && !event.target.closest("#sidebar")) {
+      setSidebar(false);
+    }
+    // A click outside an open menu closes it.
+    document.querySelectorAll("details.menu[open]").forEach(function (menu) {
+      if (!menu.contains(event.target)) menu.removeAttribute("open");
+    });
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    if (document.body.classList.contains("sidebar-open")) {
+      setSidebar(false);
+      const toggle = document.querySelector(".sidebar-toggle");
+      if (toggle) toggle.focus();
+    }
+    const menu = event.target.closest && event.target.closest("details.menu[open]");
+    if (menu) {
+      menu.removeAttribute("open");
+      menu.querySelector("summary").focus();
+    }
+  });
+
+  // --- Keep the newest message in view. ---
+  document.addEventListener("scroll", function (event) {
+    if (event.target.id === "chat-scroll") stickToBottom = nearBottom(event.target);
+  }, true);
+
+  document.addEventListener("htmx:afterSettle", function (event) {
+    initChoices(event.detail.elt.parentElement || document);
+    if (stickToBottom) scrollToNewest();
+    document.querySelectorAll("textarea[data-enter-sends]").forEach(autogrow);
+  });
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    if (stickToBottom) scrollToNewest();
+  });
+
+  function init() {
+    initChoices(document);
+    document.querySelectorAll("textarea[data-enter-sends]").forEach(autogrow);
+    scrollToNewest();
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
