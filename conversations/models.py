@@ -52,7 +52,7 @@ class Conversation(models.Model):
         permissions = [("review_conversation", _("Can flag and note conversations"))]
 
     def __str__(self) -> str:
-        return self.title or _("New chat")
+        return self.title or str(_("New chat"))
 
     def generation_params(self) -> dict:
         """The seed contract's parameters as set on this conversation (None = unset)."""

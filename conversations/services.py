@@ -277,7 +277,10 @@ def completion_attempt(*, claim: Claim) -> str:
     if claim.completion.request_body.get("stream"):
         return _attempt_streaming(claim)
     response = completion_call(claim=claim)
-    return "succeeded" if completion_save_success(claim=claim, response=response) else "lost"
+    if not completion_save_success(claim=claim, response=response):
+        return "lost"
+    streams.publish_end(claim.completion.pk, "succeeded")
+    return "succeeded"
 
 
 def _release_connection() -> None:
@@ -542,6 +545,7 @@ def completion_stop(*, completion: Completion) -> None:
         )
         if never_started:
             budgets.completion_release(completion_id=completion.pk)
+            streams.publish_end(completion.pk, "failed")
         else:
             Completion.objects.filter(pk=completion.pk, status=Completion.Status.RUNNING).update(
                 stop_requested=True

@@ -66,7 +66,7 @@ class Publisher:
                         pipe.xadd(stream_key(self.completion_id), {"i": index, "d": text})
                     pipe.expire(stream_key(self.completion_id), STREAM_TTL_SECONDS)
                     pipe.execute()
-                except Exception:  # noqa: BLE001 - the database copy still carries the text
+                except Exception:  # the database copy still carries the text
                     logger.warning("Could not publish deltas of %s to Redis", self.completion_id)
         self.dirty = True
         now = time.monotonic()
@@ -92,7 +92,7 @@ def publish_end(completion_id: int, status: str) -> None:
     try:
         redis.xadd(stream_key(completion_id), {"end": status})
         redis.expire(stream_key(completion_id), STREAM_TTL_SECONDS)
-    except Exception:  # noqa: BLE001 - readers fall back to the database
+    except Exception:  # readers fall back to the database
         logger.warning("Could not publish the end of %s to Redis", completion_id)
 
 
@@ -101,7 +101,7 @@ def request_stop(completion_id: int) -> None:
     if redis is not None:
         try:
             redis.set(stop_key(completion_id), "1", ex=STREAM_TTL_SECONDS)
-        except Exception:  # noqa: BLE001 - the database flag is the record
+        except Exception:  # the database flag is the record
             logger.warning("Could not set the stop flag of %s in Redis", completion_id)
 
 
@@ -112,7 +112,7 @@ def stop_requested_in_redis(completion_id: int) -> bool | None:
         return None
     try:
         return bool(redis.exists(stop_key(completion_id)))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 

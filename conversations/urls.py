@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import usage_views, views
+from . import live, usage_views, views
 
 urlpatterns = [
     path("", views.chat_home, name="chat_home"),
@@ -17,6 +17,12 @@ urlpatterns = [
         views.completion_retry,
         name="completion_retry",
     ),
+    path(
+        "c/<int:pk>/completions/<int:cid>/events/",
+        live.completion_events,
+        name="completion_events",
+    ),
+    path("c/<int:pk>/completions/<int:cid>/stop/", live.completion_stop, name="completion_stop"),
     path("c/<int:pk>/settings/", views.conversation_settings, name="conversation_settings"),
     path("c/<int:pk>/rename/", views.conversation_rename, name="conversation_rename"),
     path("c/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 
 import pytest
 from django.db import connection, connections
@@ -119,32 +119,44 @@ def test_over_budget_keeps_the_message_and_queues_nothing(alice, conversation, s
     assert period(alice).reserved_tokens == 0
 
 
-def test_usage_adds_up_until_the_limit_refuses(alice, conversation, simulator, send, enqueued):
-    first = estimate(conversation, "/echo one")
-    limit_tokens(alice, first + MAX_TOKENS)
+def test_real_usage_counts_against_the_limit(alice, conversation, simulator, send, enqueued):
+    limit_tokens(alice, 100_000)
     _, completion = send(conversation, "/echo one")
     enqueued.drain()
     completion.refresh_from_db()
-    # The next send's reservation no longer fits beside what the first one used.
+    used = period(alice).used_tokens
+    assert used == completion.total_tokens
+    # The next send needs its reservation beside what the first one really used.
+    needed = estimate(conversation, "/echo two")
+    limit_tokens(alice, used + needed - 1)
     with pytest.raises(BudgetExceeded):
         send(conversation, "/echo two")
-    assert period(alice).used_tokens == completion.total_tokens
+    # The refused message stays in the conversation, so the next send carries it too.
+    needed = estimate(conversation, "/echo three")
+    limit_tokens(alice, used + needed)
+    send(conversation, "/echo three")
+    assert period(alice).reserved_tokens == needed
 
 
 def test_a_cost_limit_refuses_when_the_expected_cost_does_not_fit(
     alice, conversation, price, send, enqueued
 ):
-    tokens = estimate(conversation, "pricey")
-    # The reservation is priced at the dearer rate (8 per million).
-    needed = Decimal(tokens) * Decimal(8) / Decimal(1_000_000)
-    UserBudget.objects.create(user=alice, monthly_cost_limit=needed - Decimal("0.0001"))
+    def expected_cost(content: str) -> Decimal:
+        # The reservation is priced at the dearer rate (8 per million tokens).
+        return Decimal(estimate(conversation, content)) * Decimal(8) / Decimal(1_000_000)
+
+    budget = UserBudget.objects.create(user=alice, monthly_cost_limit=Decimal("0.0001"))
+    assert expected_cost("pricey") > budget.monthly_cost_limit
     with pytest.raises(BudgetExceeded) as refused:
         send(conversation, "pricey")
     assert "Monthly cost budget reached" in refused.value.messages[0]
-    UserBudget.objects.filter(user=alice).update(monthly_cost_limit=needed)
-    _, completion = send(conversation, "pricey")
+    needed = expected_cost("pricey again")
+    budget.monthly_cost_limit = needed.quantize(Decimal("0.0001"), rounding=ROUND_UP)
+    budget.save()
+    _, completion = send(conversation, "pricey again")
     completion.refresh_from_db()
     assert completion.reserved_cost == needed
+    assert period(alice).reserved_cost == needed
 
 
 def test_the_site_default_applies_unless_overridden(alice, bob, charlie_user, settings):

@@ -375,7 +375,7 @@ def test_a_failed_reply_shows_an_alert_and_retry_makes_a_new_completion(
 
 
 def test_retrying_a_completion_that_did_not_fail_shows_why(
-    alice_client, conversation, enqueued
+    alice_client, conversation, enqueued, simulator
 ):
     send_htmx(alice_client, conversation, "hello")
     enqueued.drain()
@@ -522,14 +522,14 @@ def test_settings_are_saved_and_empty_fields_are_unset(alice_client, conversatio
 def test_invalid_settings_are_refused_beside_the_field(
     alice_client, conversation, field, value, message
 ):
-    response = save_settings(alice_client, conversation, temperature="0.3", **{field: value})
+    response = save_settings(alice_client, conversation, system_prompt="new", **{field: value})
     page = response.content.decode()
     assert message in page
     # The error sits in the field's own group, next to its input.
     group = page.split(f'field-{field} field-invalid"', 1)[1].split('<div class="field ', 1)[0]
     assert message in group
     conversation.refresh_from_db()
-    assert conversation.temperature is None
+    assert conversation.system_prompt == ""
 
 
 def test_settings_without_javascript_redirect_after_saving(alice_client, conversation):
@@ -636,7 +636,7 @@ def test_the_chat_page_runs_the_same_queries_for_1_or_50_conversations(
 
 
 def test_the_poll_runs_the_same_queries_however_long_the_conversation(
-    alice_client, alice, enqueued, django_assert_num_queries
+    alice_client, alice, enqueued, simulator, django_assert_num_queries
 ):
     small = services.conversation_create(owner=alice)
     large = services.conversation_create(owner=alice)

@@ -1,0 +1,160 @@
+"""Server-Sent Events for a reply being written: an async view served under ASGI.
+
+Every event carries the whole reply so far, rendered and sanitized, so a reader that
+joins late (a reload, another tab, another web process) shows it exactly once, with
+nothing missing. The text comes from the reply's Redis Stream when REDIS_URL is set,
+replayed from its start, else from the database rows the worker keeps up to date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_POST
+
+from . import selectors, services, streams
+from .models import Completion, Message
+from .rendering import render_markdown
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 15.0
+# A reader gives up after this long; the page's fallback poll takes over.
+MAX_STREAM_SECONDS = 600.0
+
+
+def sse(event: str, data: str = "") -> str:
+    """One SSE event; each line of `data` gets its own `data:` field."""
+    lines = data.split("\n") if data else [""]
+    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
+
+
+def _text_event(index: int, text: str) -> str:
+    return sse(f"text-{index}", str(render_markdown(text)))
+
+
+async def completion_events(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
+    user = await request.auser()
+    if not user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    completion = await sync_to_async(selectors.get_completion_for_user)(user, pk, cid)
+    source = _redis_events if streams.redis_client() is not None else _database_events
+    response = StreamingHttpResponse(source(completion), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # proxies must not hold events back
+    return response
+
+
+@login_required
+@require_POST
+def completion_stop(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
+    """Stop the reply: the worker cuts the upstream call and keeps the partial text."""
+    completion = selectors.get_completion_for_user(request.user, pk, cid)
+    services.completion_stop(completion=completion)
+    if request.htmx:
+        # The open event stream (or the poll) shows the stopped reply when it is saved.
+        return HttpResponse(status=204)
+    return redirect("conversation_detail", pk=pk)
+
+
+async def _state(completion_id: int) -> tuple[str, dict[int, str]]:
+    row = await Completion.objects.filter(pk=completion_id).values_list(
+        "status", "stop_requested"
+    ).afirst()
+    status, stop_requested = row or (Completion.Status.FAILED, False)
+    if status == Completion.Status.SUCCEEDED and stop_requested:
+        status = "stopped"
+    contents = {
+        index: content
+        async for index, content in Message.objects.filter(completion_id=completion_id)
+        .order_by("choice_index")
+        .values_list("choice_index", "content")
+    }
+    return status, contents
+
+
+async def _database_events(completion: Completion) -> AsyncIterator[str]:
+    sent: dict[int, str] = {}
+    started = last_beat = time.monotonic()
+    while True:
+        status, contents = await _state(completion.pk)
+        for index, text in contents.items():
+            if text and sent.get(index) != text:
+                sent[index] = text
+                yield _text_event(index, text)
+        if status not in Completion.ACTIVE:
+            yield sse("done", status)
+            return
+        now = time.monotonic()
+        if now - started > MAX_STREAM_SECONDS:
+            return
+        if now - last_beat > HEARTBEAT_SECONDS:
+            last_beat = now
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(settings.STREAM_POLL_INTERVAL)
+
+
+_async_redis = None
+
+
+def _redis():
+    global _async_redis
+    if _async_redis is None:
+        import redis.asyncio
+
+        _async_redis = redis.asyncio.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    return _async_redis
+
+
+async def _redis_events(completion: Completion) -> AsyncIterator[str]:
+    """Replay the reply's stream from its start, then follow it until its end entry."""
+    redis = _redis()
+    key = streams.stream_key(completion.pk)
+    contents: dict[int, str] = {}
+    last_id = "0-0"
+    started = time.monotonic()
+    while time.monotonic() - started < MAX_STREAM_SECONDS:
+        try:
+            batches = await redis.xread({key: last_id}, block=int(HEARTBEAT_SECONDS * 1000))
+        except Exception:  # Redis gone: the database still has the text
+            logger.warning("Redis unavailable for reply %s; reading the database", completion.pk)
+            async for event in _database_events(completion):
+                yield event
+            return
+        if not batches:
+            # Nothing for a while: the reply may have ended before its stream began
+            # (or the stream expired); the database knows.
+            status, rows = await _state(completion.pk)
+            if status not in Completion.ACTIVE:
+                for index, text in rows.items():
+                    if text and contents.get(index) != text:
+                        yield _text_event(index, text)
+                yield sse("done", status)
+                return
+            yield ": keep-alive\n\n"
+            continue
+        changed: set[int] = set()
+        ended = None
+        for _key, entries in batches:
+            for entry_id, fields in entries:
+                last_id = entry_id
+                if "end" in fields:
+                    ended = fields["end"]
+                    continue
+                index = int(fields["i"])
+                contents[index] = contents.get(index, "") + fields["d"]
+                changed.add(index)
+        for index in sorted(changed):
+            yield _text_event(index, contents[index])
+        if ended is not None:
+            yield sse("done", ended)
+            return

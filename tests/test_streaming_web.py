@@ -1,0 +1,165 @@
+"""The reply's Server-Sent Events, from uvicorn (ASGI), the real worker and the simulator."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+import requests
+from django.contrib.auth.models import User
+
+from conversations import services
+from conversations.models import Completion, Message
+
+from .support import wait_for
+
+pytestmark = pytest.mark.worker
+
+
+def logged_in_session(base_url: str, username: str, password: str) -> requests.Session:
+    session = requests.Session()
+    session.get(f"{base_url}/accounts/login/", timeout=10)
+    response = session.post(
+        f"{base_url}/accounts/login/",
+        data={"username": username, "password": password},
+        headers={"X-CSRFToken": session.cookies["csrftoken"], "Referer": base_url},
+        timeout=10,
+    )
+    assert response.ok and "sessionid" in session.cookies
+    return session
+
+
+def post(session: requests.Session, base_url: str, path: str, **data) -> requests.Response:
+    return session.post(
+        f"{base_url}{path}",
+        data=data,
+        headers={
+            "X-CSRFToken": session.cookies["csrftoken"],
+            "Referer": base_url,
+            "HX-Request": "true",
+        },
+        timeout=10,
+    )
+
+
+def events(response: requests.Response) -> Iterator[tuple[str, str]]:
+    """(event, data) pairs of an SSE response, as they arrive."""
+    event, data = "message", []
+    for raw in response.iter_lines(chunk_size=1, decode_unicode=True):
+        if raw == "":
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+        elif raw.startswith("event:"):
+            event = raw[6:].strip()
+        elif raw.startswith("data:"):
+            data.append(raw[6:] if raw.startswith("data: ") else raw[5:])
+
+
+def visible_text(html: str) -> str:
+    return re.sub(r"<[^>]+>", "", html).strip()
+
+
+@pytest.fixture
+def chat(live_stack):
+    User.objects.create_user("alice", password="alice-password-1")
+    session = logged_in_session(live_stack.url, "alice", "alice-password-1")
+    conversation = services.conversation_create(owner=User.objects.get(username="alice"))
+    return live_stack, session, conversation
+
+
+def start_reply(chat, text: str) -> Completion:
+    stack, session, conversation = chat
+    response = post(session, stack.url, f"/c/{conversation.pk}/messages/", content=text)
+    assert response.status_code == 200, response.text[:500]
+    return wait_for(
+        lambda: Completion.objects.filter(conversation=conversation).order_by("-pk").first(),
+        what="the completion row",
+    )
+
+
+def open_events(chat, completion: Completion) -> requests.Response:
+    stack, session, conversation = chat
+    response = session.get(
+        f"{stack.url}/c/{conversation.pk}/completions/{completion.pk}/events/",
+        stream=True,
+        timeout=30,
+    )
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    return response
+
+
+def test_the_first_words_arrive_before_the_reply_is_complete(chat):
+    stack = chat[0]
+    stack.simulator.control(token_delay=0.08)
+    completion = start_reply(chat, "Stream this to me")
+    stream = open_events(chat, completion)
+    seen = []
+    for event, data in events(stream):
+        if event == "text-0" and not seen:
+            completion.refresh_from_db()
+            assert completion.status == Completion.Status.RUNNING  # still being written
+        if event == "text-0":
+            seen.append(visible_text(data))
+        if event == "done":
+            assert data == "succeeded"
+            break
+    reply = Message.objects.get(completion=completion)
+    assert len(seen) > 3
+    assert seen[-1] == reply.content  # the last event is the whole reply, once
+    assert all(reply.content.startswith(part) for part in seen)
+
+
+def test_a_reader_that_comes_back_mid_reply_gets_all_of_it_exactly_once(chat):
+    stack = chat[0]
+    stack.simulator.control(token_delay=0.08)
+    completion = start_reply(chat, "Survive a reload")
+    first = open_events(chat, completion)
+    before = []
+    for event, data in events(first):
+        if event == "text-0":
+            before.append(visible_text(data))
+        if len(before) == 3:
+            break
+    first.close()  # the page is reloaded
+    second = open_events(chat, completion)
+    after = [visible_text(d) for e, d in events(second) if e == "text-0"]
+    reply = Message.objects.get(completion=completion)
+    assert after[0].startswith(before[-1])  # resumes with everything so far
+    assert after[-1] == reply.content
+    assert reply.content.count("Survive a reload") == 1
+
+
+def test_stop_ends_the_upstream_call_and_keeps_the_partial_text(chat):
+    stack, session, conversation = chat
+    stack.simulator.control(token_delay=0.2)
+    completion = start_reply(chat, "A long story please")
+    stream = events(open_events(chat, completion))
+    for event, _ in stream:
+        if event == "text-0":
+            break
+    response = post(session, stack.url, f"/c/{conversation.pk}/completions/{completion.pk}/stop/")
+    assert response.status_code == 204
+    wait_for(
+        lambda: stack.simulator.stats()["streams_disconnected"] == 1,
+        timeout=2,
+        what="the upstream connection to close",
+    )
+    done = [d for e, d in stream if e == "done"]
+    assert done == ["stopped"]
+    reply = Message.objects.get(completion=completion)
+    assert reply.status == Message.Status.STOPPED and reply.content
+
+
+def test_events_of_another_users_reply_are_404(chat):
+    stack, session, conversation = chat
+    completion = start_reply(chat, "mine")
+    User.objects.create_user("bob", password="bob-password-1")
+    bob = logged_in_session(stack.url, "bob", "bob-password-1")
+    url = f"{stack.url}/c/{conversation.pk}/completions/{completion.pk}"
+    assert bob.get(f"{url}/events/", timeout=10).status_code == 404
+    assert (
+        post(bob, stack.url, f"/c/{conversation.pk}/completions/{completion.pk}/stop/").status_code
+        == 404
+    )
