@@ -5,6 +5,7 @@ under `var/`, and the simulated upstream when no OPENAI_API_KEY is set.
 Production sets DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL / REDIS_URL (Redis).
 """
 
+import hashlib
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -194,6 +195,13 @@ BUDGET_MONTHLY_COST = envdecimal("BUDGET_MONTHLY_COST")
 
 # --- Celery ---
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Keys of live replies; by default one namespace per database, so deployments (and test
+# runs) that share a Redis never read each other's replies.
+REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX") or "chatsite:{}:".format(
+    hashlib.sha1(
+        f"{DATABASES['default'].get('HOST')}/{DATABASES['default']['NAME']}".encode()
+    ).hexdigest()[:10]
+)
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"

@@ -207,6 +207,7 @@ class ConversationAdmin(AuditedReadMixin, admin.ModelAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
+            context["title"] = _("Review conversation")
             context["transcript"] = review.transcript(obj)
             if request.user.is_superuser:
                 context["audit_url"] = (

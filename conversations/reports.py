@@ -221,9 +221,5 @@ def cost_text(cost: Decimal | None) -> str:
     """A cost as written on pages and in CSV: exact, without trailing zeros past the cents."""
     if cost is None:
         return ""
-    text = f"{cost:f}"
-    if "." in text:
-        whole, frac = text.split(".")
-        frac = frac.rstrip("0").ljust(2, "0")
-        text = f"{whole}.{frac}"
-    return text
+    whole, _, frac = f"{cost:f}".partition(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"

@@ -355,11 +355,18 @@ def export_json(*, conversations: QuerySet[Conversation], actor) -> str:
     return text
 
 
+def _quoted(text: str) -> list[str]:
+    # Quoted, a heading inside a message cannot pass for a transcript heading.
+    return [f"> {line}".rstrip() for line in (text or "").splitlines()] or [">"]
+
+
 def _markdown_reply(message: Message, completions: dict[int, Completion]) -> list[str]:
     completion = completions.get(message.completion_id)
-    details = [f"choice {message.choice_index}"] if message.choice_index is not None else []
-    if message.is_selected:
-        details.append(_("selected"))
+    details = []
+    if completion is not None and len(completion.choices or []) > 1:
+        details.append(_("choice %(index)s") % {"index": message.choice_index})
+        if message.is_selected:
+            details.append(_("selected"))
     if message.finish_reason:
         details.append(_("finish reason: %(reason)s") % {"reason": message.finish_reason})
     if completion is not None:
@@ -367,7 +374,12 @@ def _markdown_reply(message: Message, completions: dict[int, Completion]) -> lis
         if completion.total_tokens is not None:
             details.append(_("%(tokens)s tokens") % {"tokens": completion.total_tokens})
     heading = _("Assistant")
-    return [f"### {heading} ({', '.join(str(d) for d in details)})", "", message.content, ""]
+    return [
+        f"### {heading} ({', '.join(str(d) for d in details)})",
+        "",
+        *_quoted(message.content),
+        "",
+    ]
 
 
 def _markdown_conversation(conversation: Conversation) -> list[str]:
@@ -385,7 +397,7 @@ def _markdown_conversation(conversation: Conversation) -> list[str]:
         lines.append(f"- {_('Flagged')}: {conversation.review_note or _('yes')}")
     lines.append("")
     if conversation.system_prompt:
-        lines += [f"### {_('System')}", "", conversation.system_prompt, ""]
+        lines += [f"### {_('System')}", "", *_quoted(conversation.system_prompt), ""]
     failed: dict[int | None, list[Completion]] = defaultdict(list)
     for completion in completions.values():
         if completion.status == Completion.Status.FAILED:
@@ -396,10 +408,10 @@ def _markdown_conversation(conversation: Conversation) -> list[str]:
             continue
         time = message.created_at.isoformat(timespec="seconds")
         role = message.get_role_display().capitalize()
-        lines += [f"### {role} ({time})", "", message.content, ""]
+        lines += [f"### {role} ({time})", "", *_quoted(message.content), ""]
         for completion in failed.get(message.pk, []):
             error = completion.error_message or completion.error_type
-            lines += [f"> {_('Reply failed')}: {error}", ""]
+            lines += [f"*{_('Reply failed')}: {error}*", ""]
     return lines
 
 

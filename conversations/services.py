@@ -321,6 +321,9 @@ def _attempt_streaming(claim: Claim) -> str:
                 choice_index=index,
                 completion__claim_token=claim.token,
             ).update(content=text)
+        if streams.redis_client() is not None:
+            # Writes are seconds apart then: hold no connection (hundreds stream at once).
+            _release_connection()
 
     interval = (
         settings.STREAM_REDIS_DB_FLUSH_INTERVAL

@@ -18,8 +18,6 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
-KEY_PREFIX = "chatsite:reply:"
-STOP_PREFIX = "chatsite:stop:"
 # A finished reply's stream stays readable this long, for late readers.
 STREAM_TTL_SECONDS = 3600
 
@@ -35,11 +33,11 @@ def redis_client():
 
 
 def stream_key(completion_id: int) -> str:
-    return f"{KEY_PREFIX}{completion_id}"
+    return f"{settings.REDIS_KEY_PREFIX}reply:{completion_id}"
 
 
 def stop_key(completion_id: int) -> str:
-    return f"{STOP_PREFIX}{completion_id}"
+    return f"{settings.REDIS_KEY_PREFIX}stop:{completion_id}"
 
 
 @dataclass

@@ -26,6 +26,7 @@ from .support import ROOT, Simulator, WorkerProcess, subprocess_env, wait_for
 # This run's own task queue, so parallel test runs (and `make run`) never take its tasks.
 settings.CELERY_TASK_DEFAULT_QUEUE = f"chatsite-test-{os.getpid()}"
 celery_app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
+settings.REDIS_KEY_PREFIX = f"chatsite-test-{os.getpid()}:"
 
 
 @pytest.fixture

@@ -261,9 +261,7 @@ def test_search_matches_titles_and_usernames(client, reviewer, alice, bob):
     assert results(client.get(changelist(Conversation), {"q": "bob"})) == [bobs]
 
 
-def test_the_list_shows_counts_tokens_and_cost_without_multiplying_rows(
-    client, reviewer, alice
-):
+def test_the_list_shows_counts_tokens_and_cost_without_multiplying_rows(client, reviewer, alice):
     conversation = make_conversation(alice, ("a", "b"), ("c", "d"), failed="upstream down")
     client.force_login(reviewer)
     response = client.get(changelist(Conversation))
@@ -377,7 +375,9 @@ def test_flag_and_unflag_actions(client, reviewer, alice):
     assert "Flagged 2 conversations." in response.content.decode()
     assert set(Conversation.objects.filter(flagged=True)) == {one, two}
     assert Conversation.objects.get(pk=one.pk).flagged_by == reviewer
-    client.post(changelist(Conversation), {"action": "unflag_selected", "_selected_action": [one.pk]})
+    client.post(
+        changelist(Conversation), {"action": "unflag_selected", "_selected_action": [one.pk]}
+    )
     assert set(Conversation.objects.filter(flagged=True)) == {two}
 
 

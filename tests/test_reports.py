@@ -279,6 +279,8 @@ def test_reports_are_single_queries(history, alice, django_assert_num_queries):
         (Decimal("12.00000000"), "12.00"),
         (Decimal("0.50000000"), "0.50"),
         (Decimal("0E-8"), "0.00"),
+        (Decimal(0), "0.00"),
+        (Decimal("1234"), "1234.00"),
         (None, ""),
     ],
 )
