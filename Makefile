@@ -23,6 +23,12 @@ run: migrate
 test: install
 	CELERY_QUEUE=chatsite-test $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Starts its own stack (PostgreSQL+Redis when they answer on loopback, else the embedded
+# default); `make bench` writes docs/benchmarks.md; `make bench BENCH=smoke` is a quick check
+# that writes to a temporary file.
+bench: install
+	$(BIN)/python -m tests.bench --mode $(BENCH)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

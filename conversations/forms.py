@@ -59,10 +59,14 @@ class RenameForm(_Form):
 
 
 def _number(label: str, step: str, **kwargs: Any) -> forms.FloatField:
+    # The placeholder shows the range; empty means the model's default.
+    placeholder = f"{kwargs['min_value']:g} – {kwargs['max_value']:g}"
     return forms.FloatField(
         label=label,
         required=False,
-        widget=forms.NumberInput(attrs={"step": step, "inputmode": "decimal"}),
+        widget=forms.NumberInput(
+            attrs={"step": step, "inputmode": "decimal", "placeholder": placeholder}
+        ),
         **kwargs,
     )
 
@@ -76,8 +80,18 @@ class SettingsForm(_Form):
     )
     temperature = _number(_("Temperature"), "0.1", min_value=0, max_value=2)
     top_p = _number(_("Top P"), "0.05", min_value=0, max_value=1)
-    max_tokens = forms.IntegerField(label=_("Max tokens"), required=False, min_value=1)
-    n = forms.IntegerField(label=_("Choices"), required=False, min_value=1)
+    max_tokens = forms.IntegerField(
+        label=_("Max tokens"),
+        required=False,
+        min_value=1,
+        widget=forms.NumberInput(attrs={"placeholder": _("model default")}),
+    )
+    n = forms.IntegerField(
+        label=_("Choices"),
+        required=False,
+        min_value=1,
+        widget=forms.NumberInput(attrs={"placeholder": "1"}),
+    )
     stop = forms.CharField(
         label=_("Stop sequences"),
         required=False,

@@ -3,8 +3,9 @@
 A range is whole days in the site time zone, both ends included; a call counts on
 the day it was queued. Tokens are the sums of the `usage` the upstream returned.
 Cost is the sum of the costs stored when each call finished (Decimal, at the price
-then in force). Calls that succeeded without a price are counted in `unpriced`, and
-a row with only such calls has cost None ("no price"), never a silent 0.
+then in force). Calls with usage but without a price are counted in `unpriced`, and
+a row with only such calls has cost None ("no price"), never a silent 0. Usage the
+upstream did not report (estimated from the text) is counted in `estimated`.
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ def _metrics() -> dict[str, Any]:
     priced = Q(cost__isnull=False)
     return {
         "failed": Count("pk", filter=Q(status=Completion.Status.FAILED)),
-        "unpriced": Count("pk", filter=Q(status=Completion.Status.SUCCEEDED, cost__isnull=True)),
+        # Calls with usage (finished, or cut off with partial text) but no price to cost it.
+        "unpriced": Count("pk", filter=Q(total_tokens__isnull=False, cost__isnull=True)),
+        # Usage the upstream did not report, estimated from the text.
+        "estimated": Count("pk", filter=Q(usage_estimated=True)),
         # Two different values mean the costs are in more than one currency.
         "currency_low": Min("currency", filter=priced),
         "currency_high": Max("currency", filter=priced),
@@ -96,6 +100,7 @@ def _empty_row() -> dict[str, Any]:
             "total_tokens": 0,
             "cost": None,
             "unpriced": 0,
+            "estimated": 0,
             "currency_low": None,
             "currency_high": None,
         }
@@ -188,6 +193,7 @@ def combined(rows: list[dict]) -> dict[str, Any]:
     for name in ("requests", "failed", "prompt_tokens", "completion_tokens", "total_tokens"):
         total[name] = sum(row[name] for row in rows)
     total["unpriced"] = sum(row["unpriced"] for row in rows)
+    total["estimated"] = sum(row["estimated"] for row in rows)
     currencies = {row["currency"] for row in rows if row["currency"]}
     mixed = len(currencies) > 1 or any(row["mixed_currency"] for row in rows)
     costs = [row["cost"] for row in rows if row["cost"] is not None]

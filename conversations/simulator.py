@@ -3,7 +3,8 @@
 Deterministic replies that depend on the conversation, usage counted from the
 text, `n`, `stop` and `max_tokens` honoured, `stream: true` as Server-Sent Events.
 Tests and benchmarks steer it through `/_control` (faults, delays) and read what
-it saw from `/_requests` and `/_stats`. It is never presented as a real model.
+it saw from `/_requests` and `/_stats` (`timings`: id, received, answered and, for
+streamed replies, first_token, as Unix times). It is never presented as a real model.
 
 Control (POST /_control, JSON, every key optional):
   {"latency": 0.2,            # seconds before each answer
@@ -215,6 +216,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def _completions(self, body: dict[str, Any]) -> None:
         state = self.server.state
         received = time.time()
+        # When the first token of a streamed reply went out (for time-to-first-token figures).
+        self._first_token: float | None = None
         with state.lock:
             state.requests.append(
                 {"body": body, "authorization": self.headers.get("Authorization"), "at": received}
@@ -287,7 +290,12 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             with state.lock:
                 state.stats["in_flight"] -= 1
                 state.timings.append(
-                    {"id": meta["id"], "received": received, "answered": time.time()}
+                    {
+                        "id": meta["id"],
+                        "received": received,
+                        "answered": time.time(),
+                        "first_token": self._first_token,
+                    }
                 )
 
     def _stream(
@@ -342,6 +350,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                         if step < len(p)
                     ]
                 )
+                if self._first_token is None:
+                    self._first_token = time.time()
             event(
                 [
                     {"index": i, "delta": {}, "finish_reason": finish}

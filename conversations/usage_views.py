@@ -37,15 +37,26 @@ HEADERS = {
     "currency": gettext_lazy("Currency"),
     "unpriced": gettext_lazy("Requests without a price"),
 }
-NUMERIC = {"requests", "failed", "prompt_tokens", "completion_tokens", "total_tokens", "cost"}
+NUMERIC = {
+    "requests",
+    "failed",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost",
+    "unpriced",
+}
 METRIC_COLUMNS = [*reports.METRICS, "currency", "unpriced"]
 
 
+def _date_input() -> forms.DateInput:
+    # <input type="date"> takes ISO dates whatever the language.
+    return forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+
+
 class UsageRangeForm(forms.Form):
-    start = forms.DateField(
-        label=gettext_lazy("From"), widget=forms.DateInput(attrs={"type": "date"})
-    )
-    end = forms.DateField(label=gettext_lazy("To"), widget=forms.DateInput(attrs={"type": "date"}))
+    start = forms.DateField(label=gettext_lazy("From"), widget=_date_input())
+    end = forms.DateField(label=gettext_lazy("To"), widget=_date_input())
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -126,8 +137,15 @@ def csv_response(filename: str, keys: list[str], rows: list[dict]) -> HttpRespon
     writer = csv.writer(response)
     writer.writerow([str(HEADERS[key]) for key in keys])
     for row in table(rows, keys):
-        writer.writerow([text for _key, text in row["cells"]])
+        writer.writerow([spreadsheet_safe(key, text) for key, text in row["cells"]])
     return response
+
+
+def spreadsheet_safe(key: str, text: str) -> str:
+    # A name such as "+cmd" would run as a formula in a spreadsheet; numbers are left alone.
+    if key not in NUMERIC and text[:1] in ("=", "+", "-", "@"):
+        return "'" + text
+    return text
 
 
 def _bad_range(form: UsageRangeForm) -> HttpResponse:

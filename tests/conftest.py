@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,10 +191,8 @@ class WebProcess:
 
 @pytest.fixture
 def live_stack(transactional_db, simulator, tmp_path) -> Iterator[LiveStack]:
-    """uvicorn and a Celery worker as subprocesses on the test database, and the simulator.
-
-    A queue of its own keeps other test runs' workers away from this run's tasks."""
-    env = subprocess_env(simulator, CELERY_QUEUE=f"chatsite-test-{uuid.uuid4().hex[:8]}")
+    """uvicorn and a Celery worker as subprocesses on the test database, and the simulator."""
+    env = subprocess_env(simulator)
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the browser fixtures' setting is not prod's
     web = WebProcess(env, tmp_path / "web.log")
     worker = WorkerProcess(env, tmp_path / "worker.log")

@@ -194,6 +194,7 @@ def test_range_leaves_out_calls_outside_it(history, alice):
     assert reports.user_summary(alice.pk, DAY2 + timedelta(days=1), DAY2 + timedelta(days=9)) == {
         "failed": 0,
         "unpriced": 0,
+        "estimated": 0,
         "requests": 0,
         "prompt_tokens": 0,
         "completion_tokens": 0,
@@ -323,3 +324,22 @@ def test_chart_of_an_empty_range_says_so():
 )
 def test_chart_axis_steps_are_round(top, step):
     assert charts.nice_step(top) == step
+
+
+def test_a_cut_off_call_with_estimated_usage_counts_its_tokens(alice, price):
+    conversation = services.conversation_create(owner=alice, model="gpt-4o")
+    Completion.objects.create(
+        conversation=conversation,
+        user=alice,
+        model="gpt-4o",
+        status=Completion.Status.FAILED,
+        prompt_tokens=12,
+        completion_tokens=4,
+        total_tokens=16,
+        usage_estimated=True,
+        queued_at=at(DAY1),
+    )
+    summary = reports.user_summary(alice.pk, DAY1, DAY1)
+    assert (summary["failed"], summary["total_tokens"]) == (1, 16)
+    # It used tokens on a model without a price: "no price", not a free call.
+    assert (summary["unpriced"], summary["estimated"], summary["cost"]) == (1, 1, None)

@@ -335,3 +335,20 @@ def test_usage_pages_use_few_queries(client, alice, staff, usage, django_assert_
     client.force_login(staff)
     with django_assert_max_num_queries(8):
         client.get(reverse("usage_all"), RANGE)
+
+
+def test_staff_csv_keeps_a_formula_like_name_from_running(client, staff):
+    sly = User.objects.create_user("+sly", password="sly-password-1")
+    conversation = services.conversation_create(owner=sly, model="gpt-4o-mini")
+    completion(conversation, on=at(DAY1), prompt=1, reply=1)
+    client.force_login(staff)
+    rows = csv_rows(client.get(reverse("usage_all_csv"), RANGE))
+    assert rows[1][0] == "'+sly"
+
+
+def test_the_pages_work_in_simplified_chinese(client, alice, usage):
+    client.force_login(alice)
+    response = client.get(reverse("usage_mine"), RANGE, HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert response.status_code == 200
+    assert response.context["start"] == date(2025, 6, 1)
+    assert 'value="2025-06-01"' in response.content.decode()

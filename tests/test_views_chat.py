@@ -134,7 +134,7 @@ def test_it_answers_404_for_every_action_on_another_users_conversation(
     client, alice, bob, conversation, send, enqueued, simulator
 ):
     simulator.control(faults=[{"status": 400, "message": "bad"}])
-    message, completion = send(conversation, "hello")
+    _, completion = send(conversation, "hello")
     enqueued.drain()
     completion.refresh_from_db()
     assert completion.status == Completion.Status.FAILED
@@ -175,20 +175,24 @@ def test_it_answers_404_for_a_completion_or_message_reached_through_another_conv
     assert client.post(url).status_code == 404
 
 
-def test_it_refuses_posts_without_a_csrf_token(alice, conversation):
+def test_it_refuses_posts_without_a_csrf_token(alice, conversation, send):
+    message, completion = send(conversation, "hello")
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
     pk = conversation.pk
     for url in [
         reverse("conversation_create"),
         reverse("message_send", args=[pk]),
+        reverse("completion_retry", args=[pk, completion.pk]),
+        reverse("choice_select", args=[pk, message.pk]),
         reverse("conversation_settings", args=[pk]),
         reverse("conversation_rename", args=[pk]),
         reverse("conversation_delete", args=[pk]),
     ]:
         assert client.post(url, {"content": "hi", "title": "t"}).status_code == 403, url
     assert Conversation.objects.filter(pk=pk).exists()
-    assert not Message.objects.exists()
+    assert Message.objects.count() == 1
+    assert Completion.objects.count() == 1
 
 
 def test_the_sidebar_lists_only_the_users_own_conversations(alice_client, alice, bob):
@@ -209,7 +213,7 @@ def test_the_chat_page_shows_the_conversation_and_its_controls(alice_client, con
     assert response.status_code == 200
     assert page.count('data-role="user"') == 2
     assert page.count('data-role="assistant"') == 2
-    assert '<strong>answer</strong> 1' in page
+    assert "<strong>answer</strong> 1" in page
     assert 'class="highlight"' in page
     for label in [
         "Model",
@@ -348,9 +352,7 @@ def test_a_failed_reply_shows_an_alert_and_retry_makes_a_new_completion(
     send_htmx(alice_client, conversation, "hello")
     enqueued.drain()
     failed = Completion.objects.get()
-    done = alice_client.get(
-        reverse("completion_poll", args=[conversation.pk, failed.pk]), **HTMX
-    )
+    done = alice_client.get(reverse("completion_poll", args=[conversation.pk, failed.pk]), **HTMX)
     page = done.content.decode()
     assert done.status_code == 286
     assert 'role="alert"' in page

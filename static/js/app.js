@@ -150,11 +150,11 @@
       const toggle = document.querySelector(".sidebar-toggle");
       if (toggle) toggle.focus();
     }
-    const menu = event.target.closest && event.target.closest("details.menu[open]");
-    if (menu) {
+    document.querySelectorAll("details.menu[open]").forEach(function (menu) {
+      const hadFocus = menu.contains(document.activeElement) || document.activeElement === document.body;
       menu.removeAttribute("open");
-      menu.querySelector("summary").focus();
-    }
+      if (hadFocus) menu.querySelector("summary").focus();
+    });
   });
 
   // --- Keep the newest message in view. ---

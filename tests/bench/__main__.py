@@ -1,0 +1,211 @@
+"""Run the benchmark: `python -m tests.bench --mode full|smoke [--output PATH]`.
+
+Starts the stack, runs every phase, stops every process (also on failure), prints the
+table and writes the Markdown page. Exits 0 when the run completed; in smoke mode also
+only when every reply arrived, so a broken path fails `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from .stack import ROOT, SCRUBBED_ENV, Stack
+
+# Two web processes keep both cores busy with pages; the worker's threads mostly wait on the
+# upstream, so one per reply in flight (with headroom) costs little memory and no CPU.
+WEB_PROCESSES = 2
+WORKER_CONCURRENCY = 256
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--mode", choices=("full", "smoke"), default="full")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="Markdown to write (default: docs/benchmarks.md in full mode, a temp file in smoke)",
+    )
+    parser.add_argument(
+        "--stack",
+        choices=("auto", "server", "embedded"),
+        help="PostgreSQL+Redis (server), SQLite+filesystem broker (embedded), or server when "
+        "both answer on 127.0.0.1 (auto; the default in full mode; smoke defaults to embedded)",
+    )
+    parser.add_argument("--web-processes", type=int, default=WEB_PROCESSES)
+    parser.add_argument("--worker-concurrency", type=int, default=WORKER_CONCURRENCY)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    # Only a full run may replace docs/benchmarks.md.
+    output = args.output or (
+        ROOT / "docs" / "benchmarks.md"
+        if args.mode == "full"
+        else Path(tempfile.gettempdir()) / "chatsite-bench-smoke.md"
+    )
+    kind = args.stack or ("auto" if args.mode == "full" else "embedded")
+    began = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="chatsite-bench-"))
+    stack = Stack(
+        workdir=workdir,
+        kind=kind,
+        web_processes=args.web_processes,
+        worker_concurrency=args.worker_concurrency,
+    )
+    for name in SCRUBBED_ENV:
+        os.environ.pop(name, None)
+    ok = False
+    try:
+        os.environ.update(stack.prepare())
+        print(
+            f"[bench] {args.mode} mode on {stack.backend}"
+            + (
+                " (PostgreSQL and Redis answered on 127.0.0.1)"
+                if stack.on_servers
+                else " (the embedded default: PostgreSQL/Redis not used)"
+            ),
+            flush=True,
+        )
+        stack.migrate()
+        import django
+
+        django.setup()
+        from django.conf import settings
+
+        settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+        stack.start()
+        results = run(stack, args.mode)
+        duration = time.monotonic() - began
+        meta = describe(stack, args, duration)
+        from . import report
+
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(report.markdown(results, meta) + "\n")
+        print(report.console(results))
+        print(f"\n[bench] wrote {output} in {duration:.0f} s", flush=True)
+        ok = True
+        if args.mode == "smoke":
+            broken = failures(results)
+            if broken:
+                print(f"[bench] smoke: {len(broken)} replies failed: {broken[:5]}", flush=True)
+                return 1
+        return 0
+    except Exception:
+        traceback.print_exc()
+        for process in stack.processes:
+            print(f"--- {process.name} log (tail) ---\n{process.log_tail()}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+        cleanup(stack)
+        if args.keep or not ok:
+            print(f"[bench] work directory kept: {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(stack: Stack, mode_name: str) -> dict:
+    from . import figures
+
+    mode = figures.FULL if mode_name == "full" else figures.SMOKE
+    people_count = max(*mode.levels, *mode.ttft_levels)
+    users = figures.make_users("bench-user-", people_count)
+    figures.log(f"logging {people_count} people in through the login form")
+    people = figures.log_in(stack, users, parallel=2 * stack.web_processes)
+    figures.open_chats(people, 1)
+    figures.log("warm-up: one message per person (not measured)")
+    stack.simulator_control(reset=True, latency=mode.latency, token_delay=0)
+    figures._conversation_loop(people, 1, (0.0, 0.5), "warm-up")
+    return {
+        "overhead": figures.overhead(stack, mode, people),
+        "first_token": figures.first_token(stack, mode, people),
+        "in_flight": figures.in_flight(stack, mode, people),
+        "pages": figures.pages(stack, mode),
+        "reports": figures.reports(stack, mode),
+    }
+
+
+def failures(results: dict) -> list[str]:
+    found = []
+    for level in results["overhead"]["levels"] + results["first_token"]["levels"]:
+        found += level["failures"]
+    found += results["in_flight"]["failures"]
+    return found
+
+
+def describe(stack: Stack, args: argparse.Namespace, duration: float) -> dict:
+    from . import figures, report
+
+    mode = figures.FULL if args.mode == "full" else figures.SMOKE
+    versions = report.server_versions(stack.on_servers)
+    database = versions["database"]
+    if stack.on_servers:
+        database += f" (database `chatsite_bench`, max_connections {versions['max_connections']})"
+    command = "make bench" if args.mode == "full" else "make bench BENCH=smoke"
+    return {
+        "mode": args.mode,
+        "command": command + f"  (python -m tests.bench --mode {args.mode})",
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "duration": duration,
+        "machine": report.machine(),
+        "config": {
+            "database": database,
+            "broker": versions["broker"],
+            "live": "Redis Streams (REDIS_URL)"
+            if stack.on_servers
+            else "database rows polled every 50 ms",
+            "web": f"uvicorn, {stack.web_processes} worker processes (ASGI)",
+            "worker": f"Celery, threads pool, concurrency {stack.worker_concurrency}",
+            "upstream": "the project's simulator (`manage.py simulate_upstream`), streaming",
+            "load": (
+                "Python threads with `requests`, one session per person (and per tab); "
+                f"{max(mode.levels)} people logged in through the login form"
+            ),
+        },
+        "method": [
+            "Reply visible: the load generator follows the reply exactly as the pending "
+            "partial tells the page to (Server-Sent Events when it carries `sse-connect`, "
+            "otherwise its poll every N ms until HTTP 286); the reply counts as visible when "
+            "the page would show it finished (`done` event, or the 286 answer).",
+            "Upstream time per call comes from the simulator's `/_stats` timings (received, "
+            "first token, answered), matched to each page's completion by the response id.",
+            "The in-flight phase spreads its conversations over the same people, "
+            f"{mode.tabs_per_user} chats (tabs) each.",
+            "Logins use the real password check (PBKDF2); users are created with one shared "
+            "hash so seeding does not pay it 50 times.",
+        ],
+    }
+
+
+def cleanup(stack: Stack) -> None:
+    """Drop the bench database (a million rows) once the run is over."""
+    if not stack.on_servers:
+        return
+    try:
+        from django.db import connections
+
+        connections.close_all()
+    except Exception:  # Django may not be set up if the run failed early
+        pass
+    try:
+        import psycopg
+
+        from .stack import PG_ADMIN_URL, PG_BENCH_DB
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
+    except Exception as error:
+        print(f"[bench] could not drop the bench database: {error}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

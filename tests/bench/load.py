@@ -1,0 +1,261 @@
+"""Virtual people in browsers, over real HTTP: log in, open a chat, send, watch the reply.
+
+Each browser does what `templates/conversations/chat.html` makes htmx do: POST the
+composer with `HX-Request: true`, read the pending reply out of the returned partial,
+then follow it the way that partial says: its Server-Sent Events (`sse-connect`) when
+present, else its poll (`hx-get` every N ms, until the answer is 286).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+
+POLL_RE = re.compile(r'hx-get="(/c/(\d+)/completions/(\d+)/)"')
+SSE_RE = re.compile(r'sse-connect="([^"]+)"')
+EVERY_RE = re.compile(r'hx-trigger="[^"]*every (\d+)(ms|s)')
+DEFAULT_POLL_SECONDS = 0.4
+
+
+@dataclass
+class Reply:
+    """What one send looked like from the browser (monotonic seconds unless said)."""
+
+    cid: int = 0
+    how: str = ""  # "sse" or "poll"
+    sent: float = 0.0  # the POST went out
+    sent_wall: float = 0.0  # the same moment, Unix time (to line up with server rows)
+    posted: float = 0.0  # the POST's answer (user message + pending reply) arrived
+    first_text: float | None = None  # the first piece of the reply was visible
+    visible: float | None = None  # the whole reply was visible and marked finished
+    visible_wall: float | None = None
+    final_status: str = ""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.visible is not None and self.final_status == "succeeded"
+
+
+class Browser:
+    """One person's browser tab: its own cookies and connections."""
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def tab(self) -> Browser:
+        """Another tab of the same browser (same cookies, its own connections)."""
+        other = Browser(self.base_url, timeout=self.timeout)
+        other.session.cookies.update(self.session.cookies)
+        return other
+
+    def _headers(self, htmx: bool = False) -> dict[str, str]:
+        headers = {
+            "X-CSRFToken": self.session.cookies.get("csrftoken", ""),
+            "Referer": self.base_url,
+        }
+        if htmx:
+            headers["HX-Request"] = "true"
+        return headers
+
+    def login(self, username: str, password: str) -> None:
+        self.session.get(f"{self.base_url}/accounts/login/", timeout=self.timeout)
+        response = self.session.post(
+            f"{self.base_url}/accounts/login/",
+            data={"username": username, "password": password},
+            headers=self._headers(),
+            timeout=self.timeout,
+        )
+        if not response.ok or "sessionid" not in self.session.cookies:
+            raise RuntimeError(f"login of {username} failed: HTTP {response.status_code}")
+
+    def get(self, path: str, *, htmx: bool = False) -> tuple[float, requests.Response]:
+        """GET a page; returns (seconds until the whole body arrived, response)."""
+        started = time.perf_counter()
+        response = self.session.get(
+            f"{self.base_url}{path}", headers=self._headers(htmx), timeout=self.timeout
+        )
+        _ = response.content
+        return time.perf_counter() - started, response
+
+    def converse(self, pk: int, text: str, *, how: str = "page") -> Reply:
+        """Send `text` in conversation `pk` and wait until the reply is visible and finished.
+
+        `how`: "page" follows whatever the pending partial asks for; "sse" or "poll" force one.
+        """
+        reply = Reply()
+        try:
+            reply.sent_wall = time.time()
+            reply.sent = time.monotonic()
+            response = self.session.post(
+                f"{self.base_url}/c/{pk}/messages/",
+                data={"content": text},
+                headers=self._headers(htmx=True),
+                timeout=self.timeout,
+            )
+            html = response.text
+            reply.posted = time.monotonic()
+            if response.status_code != 200:
+                reply.error = f"send: HTTP {response.status_code}"
+                return reply
+            match = POLL_RE.search(html)
+            if match is None:
+                reply.error = "send: no pending reply in the answer"
+                return reply
+            poll_url, reply.cid = match.group(1), int(match.group(3))
+            sse = SSE_RE.search(html)
+            use_sse = how == "sse" or (how == "page" and sse is not None)
+            if use_sse:
+                reply.how = "sse"
+                events_url = sse.group(1) if sse else f"{poll_url}events/"
+                self._follow_events(events_url, reply)
+            else:
+                reply.how = "poll"
+                every = EVERY_RE.search(html)
+                interval = (
+                    int(every.group(1)) / (1000 if every.group(2) == "ms" else 1)
+                    if every
+                    else DEFAULT_POLL_SECONDS
+                )
+                self._follow_poll(poll_url, interval, reply)
+        except requests.RequestException as error:
+            reply.error = f"{type(error).__name__}: {error}"[:300]
+        return reply
+
+    def _follow_events(self, url: str, reply: Reply) -> None:
+        """Read the reply's event stream until `done`, as htmx's SSE extension does."""
+        with self.session.get(
+            f"{self.base_url}{url}",
+            headers={"Accept": "text/event-stream", "Cache-Control": "no-cache"},
+            stream=True,
+            timeout=(5, max(self.timeout, 60)),
+        ) as response:
+            if response.status_code != 200:
+                reply.error = f"events: HTTP {response.status_code}"
+                return
+            buffer = b""
+            for chunk in response.iter_content(chunk_size=None):
+                buffer += chunk
+                while b"\n\n" in buffer:
+                    block, buffer = buffer.split(b"\n\n", 1)
+                    event, data = _parse_event(block.decode())
+                    if event.startswith("text-") and reply.first_text is None and data:
+                        reply.first_text = time.monotonic()
+                    elif event == "done":
+                        reply.visible = time.monotonic()
+                        reply.visible_wall = time.time()
+                        reply.final_status = data.strip() or "succeeded"
+                        return
+        reply.error = "events: stream ended without done"
+
+    def _follow_poll(self, url: str, interval: float, reply: Reply) -> None:
+        """Poll the pending partial every `interval` until it answers 286, as htmx does."""
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            time.sleep(interval)
+            response = self.session.get(
+                f"{self.base_url}{url}", headers=self._headers(htmx=True), timeout=self.timeout
+            )
+            if response.status_code == 286:
+                reply.visible = time.monotonic()
+                reply.visible_wall = time.time()
+                failed = "reply-failed" in response.text
+                reply.final_status = "failed" if failed else "succeeded"
+                if reply.first_text is None:
+                    reply.first_text = reply.visible
+                return
+            if response.status_code != 200:
+                reply.error = f"poll: HTTP {response.status_code}"
+                return
+            if reply.first_text is None and 'class="message-text' in response.text:
+                reply.first_text = time.monotonic()
+        reply.error = "poll: no answer in 600 s"
+
+
+def _parse_event(block: str) -> tuple[str, str]:
+    event, data = "message", []
+    for line in block.split("\n"):
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[6:] if line.startswith("data: ") else line[5:])
+    return event, "\n".join(data)
+
+
+# --- the upstream called directly: the baseline ---
+
+
+@dataclass
+class DirectCall:
+    response_id: str = ""
+    elapsed: float = 0.0  # request sent -> last byte of the stream
+    first_token: float | None = None  # request sent -> first piece of text
+    error: str = ""
+
+
+def call_upstream(session: requests.Session, base_url: str, text: str) -> DirectCall:
+    """One streamed Chat Completions call straight to the upstream, read to its end."""
+    call = DirectCall()
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": text}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    started = time.perf_counter()
+    try:
+        with session.post(
+            f"{base_url}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": "Bearer sk-bench"},
+            stream=True,
+            timeout=(5, 120),
+        ) as response:
+            response.raise_for_status()
+            buffer = b""
+            for chunk in response.iter_content(chunk_size=None):
+                buffer += chunk
+                while b"\n\n" in buffer:
+                    block, buffer = buffer.split(b"\n\n", 1)
+                    data = block.decode().removeprefix("data: ").strip()
+                    if data == "[DONE]":
+                        call.elapsed = time.perf_counter() - started
+                        return call
+                    payload = json.loads(data)
+                    call.response_id = call.response_id or payload.get("id", "")
+                    choices = payload.get("choices") or []
+                    if call.first_token is None and any(
+                        (c.get("delta") or {}).get("content") for c in choices
+                    ):
+                        call.first_token = time.perf_counter() - started
+        call.error = "stream ended without [DONE]"
+    except (requests.RequestException, ValueError) as error:
+        call.error = f"{type(error).__name__}: {error}"[:300]
+    return call
+
+
+def run_concurrently(workers: int, job: Callable[[int], None]) -> None:
+    """Run job(0..workers-1) on as many threads at once and wait for all of them."""
+    errors: list[BaseException] = []
+
+    def target(index: int) -> None:
+        try:
+            job(index)
+        except BaseException as error:  # surfaced below: a crashed virtual user is a bug
+            errors.append(error)
+
+    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]

@@ -1,0 +1,379 @@
+"""The stack a benchmark run measures, on loopback: database and broker, the simulated
+upstream, the web server (uvicorn) and the Celery worker, each a process group that is
+stopped at the end whatever happens.
+
+PostgreSQL + Redis are used when they answer on 127.0.0.1 (a fresh `chatsite_bench`
+database, Redis databases 12 and 13 flushed); otherwise the embedded default (SQLite
+and the filesystem broker) in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+PG_BENCH_DB = "chatsite_bench"
+REDIS_BROKER_URL = "redis://127.0.0.1:6379/12"
+REDIS_STREAMS_URL = "redis://127.0.0.1:6379/13"
+
+# Settings the run must not inherit from the shell (or from `make test`).
+SCRUBBED_ENV = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_QUEUE",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "UPSTREAM_SIMULATED",
+    "UPSTREAM_STREAM",
+    "BUDGET_MONTHLY_TOKENS",
+    "BUDGET_MONTHLY_COST",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+    "DJANGO_DEBUG",
+    "REDIS_KEY_PREFIX",
+    "CHATSITE_VAR_DIR",
+    "SIMULATOR_PORT",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def servers_available() -> bool:
+    """PostgreSQL (user postgres, trust) and Redis answer on loopback."""
+    if not (answers(5432) and answers(6379)):
+        return False
+    try:
+        import psycopg
+        import redis
+
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+        redis.Redis.from_url(REDIS_BROKER_URL, socket_timeout=3).ping()
+    except Exception:
+        return False
+    return True
+
+
+def wait_until(condition, *, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Process:
+    name: str
+    command: list[str]
+    log_path: Path
+    popen: subprocess.Popen | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        # Its own session (process group), so stop() reaches every child it forks.
+        self.popen = subprocess.Popen(
+            self.command,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=timeout)
+        # Whatever is left of the group (children that ignored SIGTERM) goes now.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=5)
+        self._log.close()
+
+
+@dataclass
+class Stack:
+    """Configuration and processes of one run."""
+
+    workdir: Path
+    kind: str = "auto"  # auto | server | embedded
+    web_processes: int = 2
+    worker_concurrency: int = 256
+    latency: float = 0.5
+    backend: str = ""  # "postgresql+redis" or "sqlite+filesystem", once prepared
+    env: dict[str, str] = field(default_factory=dict)
+    processes: list[Process] = field(default_factory=list)
+    web_port: int = 0
+    simulator_port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def simulator_root(self) -> str:
+        return f"http://127.0.0.1:{self.simulator_port}"
+
+    @property
+    def on_servers(self) -> bool:
+        return self.backend.startswith("postgresql")
+
+    def prepare(self) -> dict[str, str]:
+        """Choose the backend, make a fresh database and broker, and return the environment
+        every process (and this one, before Django is set up) runs with."""
+        var_dir = self.workdir / "var"
+        var_dir.mkdir(parents=True, exist_ok=True)
+        use_servers = self.kind == "server" or (self.kind == "auto" and servers_available())
+        if self.kind == "server" and not servers_available():
+            raise RuntimeError("--stack server: PostgreSQL or Redis does not answer on 127.0.0.1")
+        self.web_port, self.simulator_port = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+        env |= {
+            "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+            "CHATSITE_VAR_DIR": str(var_dir),
+            "DJANGO_SECRET_KEY": f"bench-{uuid.uuid4().hex}",
+            "OPENAI_BASE_URL": f"{self.simulator_root}/v1",
+            "OPENAI_API_KEY": "sk-bench",
+            "UPSTREAM_SIMULATED": "1",
+            "UPSTREAM_STREAM": "1",
+            "SIMULATOR_PORT": str(self.simulator_port),
+            "CELERY_QUEUE": f"chatsite-bench-{os.getpid()}",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+        if use_servers:
+            import psycopg
+            import redis
+
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
+                conn.execute(f"CREATE DATABASE {PG_BENCH_DB}")
+            for url in (REDIS_BROKER_URL, REDIS_STREAMS_URL):
+                redis.Redis.from_url(url).flushdb()
+            env |= {
+                "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{PG_BENCH_DB}",
+                "CELERY_BROKER_URL": REDIS_BROKER_URL,
+                "REDIS_URL": REDIS_STREAMS_URL,
+            }
+            self.backend = "postgresql+redis"
+        else:
+            self.backend = "sqlite+filesystem"
+        self.env = env
+        return env
+
+    def migrate(self) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+        )
+
+    def commands(self) -> dict[str, list[str]]:
+        python = sys.executable
+        commands = {
+            "simulator": [
+                python, "manage.py", "simulate_upstream", "--port", str(self.simulator_port),
+                "--latency", str(self.latency), "--token-delay", "0",
+            ],
+            "worker": [
+                python, "-m", "celery", "-A", "chatsite", "worker",
+                "--pool", "threads", "--concurrency", str(self.worker_concurrency),
+                "--queues", self.env["CELERY_QUEUE"],
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+                "--loglevel", "INFO",
+            ],
+            "web": [
+                python, "-m", "uvicorn", "chatsite.asgi:application",
+                "--host", "127.0.0.1", "--port", str(self.web_port),
+                "--workers", str(self.web_processes),
+                "--no-access-log", "--log-level", "warning",
+            ],
+        }  # fmt: skip
+        if self.web_processes == 1:
+            # One process is `make run`'s setup (no supervisor in between).
+            web = commands["web"]
+            del web[web.index("--workers") : web.index("--workers") + 2]
+        return commands
+
+    def start(self) -> None:
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        worker_env = {**self.env, "LOG_LEVEL": "INFO"}  # its "ready." line says it listens
+        for name, command in self.commands().items():
+            process = Process(name, command, logs / f"{name}.log")
+            self.processes.append(process)
+            process.start(worker_env if name == "worker" else self.env)
+        self._wait_ready()
+
+    def process(self, name: str) -> Process:
+        return next(p for p in self.processes if p.name == name)
+
+    def _wait_ready(self) -> None:
+        def up(name: str, check) -> bool:
+            process = self.process(name)
+            if not process.alive():
+                raise RuntimeError(f"{name} exited early:\n{process.log_tail()}")
+            try:
+                return check()
+            except requests.RequestException:
+                return False
+
+        wait_until(
+            lambda: up(
+                "simulator",
+                lambda: requests.get(f"{self.simulator_root}/_health", timeout=2).ok,
+            ),
+            timeout=30,
+            what="the simulator",
+        )
+        wait_until(
+            lambda: up("worker", lambda: "ready." in self.process("worker").log_tail(100_000)),
+            timeout=60,
+            what="the Celery worker",
+        )
+        # Every uvicorn process must be serving; a few answers in a row make that likely.
+        wait_until(
+            lambda: up(
+                "web",
+                lambda: all(
+                    requests.get(f"{self.url}/accounts/login/", timeout=5).status_code == 200
+                    for _ in range(4)
+                ),
+            ),
+            timeout=60,
+            what="uvicorn",
+        )
+
+    def check_alive(self) -> None:
+        for process in self.processes:
+            if not process.alive():
+                raise RuntimeError(f"{process.name} died:\n{process.log_tail()}")
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+    # --- the simulator's control and timings ---
+
+    def simulator_control(self, **payload) -> None:
+        requests.post(f"{self.simulator_root}/_control", json=payload, timeout=5).raise_for_status()
+
+    def simulator_timings(self) -> dict[str, dict]:
+        stats = requests.get(f"{self.simulator_root}/_stats", timeout=30).json()
+        return {t["id"]: t for t in stats["timings"]}
+
+
+# --- memory ---
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                # The command name may hold spaces; the fields after ")" do not.
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_kb(pid: int, tree: dict[int, list[int]]) -> int:
+    """Resident memory of a process and all its descendants."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += _rss_kb(current)
+        todo.extend(tree.get(current, []))
+    return total
+
+
+class MemorySampler:
+    """Samples the RSS of named process trees on a thread; keeps each tree's peak."""
+
+    def __init__(self, pids: dict[str, int], interval: float = 0.1) -> None:
+        self.pids = pids
+        self.interval = interval
+        self.peak_kb = dict.fromkeys(pids, 0)
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            tree = _children()
+            for name, pid in self.pids.items():
+                self.peak_kb[name] = max(self.peak_kb[name], tree_rss_kb(pid, tree))
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

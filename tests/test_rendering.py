@@ -1,0 +1,77 @@
+"""Model output as sanitized Markdown; user text as plain text."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import pytest
+
+from conversations.rendering import render_markdown, render_plain
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "<script>alert(1)</script>",
+        '<img src="x" onerror="alert(1)">',
+        "<iframe src=https://evil.example></iframe>",
+        '<a href="javascript:alert(1)">x</a>',
+        "<div onclick=alert(1)>x</div>",
+        '<svg onload="alert(1)"></svg>',
+        '<button hx-get="/admin/" hx-trigger="load">x</button>',
+    ],
+)
+def test_raw_html_in_model_output_is_shown_as_text(attack):
+    html = render_markdown(f"Look: {attack} done")
+    # The only element is the paragraph; the attack is its text.
+    assert re.findall(r"<\s*([a-zA-Z]+)", html) == ["p"]
+    assert unescape(html) == f"<p>Look: {attack} done</p>\n"
+
+
+def test_markdown_links_are_sanitized_and_marked_nofollow():
+    html = render_markdown("[ok](https://example.com) and [bad](javascript:alert(1))")
+    assert '<a href="https://example.com" rel="noopener noreferrer nofollow">ok</a>' in html
+    assert "javascript:" not in html.split("[bad]")[0]
+    assert 'href="javascript' not in html
+
+
+def test_images_become_links_so_no_third_party_request_is_made():
+    html = render_markdown("![a cat](https://example.com/cat.png)")
+    assert "<img" not in html
+    assert '<a href="https://example.com/cat.png" rel="noopener noreferrer nofollow">a cat</a>' in (
+        html
+    )
+
+
+def test_code_blocks_are_highlighted_server_side_with_a_copy_button():
+    html = render_markdown('```python\ndef f():\n    return "<b>"\n```')
+    assert '<pre class="highlight"><code>' in html
+    assert '<span class="k">def</span>' in html
+    assert "&lt;b&gt;" in html
+    assert '<button class="copy-code" type="button">Copy</button>' in html
+    assert '<span class="codeblock-lang">python</span>' in html
+
+
+def test_unknown_languages_and_indented_code_are_escaped_plain_code():
+    html = render_markdown("```nosuchlang\n<x onerror=1>\n```\n\n    <y>\n")
+    assert "&lt;x onerror=1&gt;" in html
+    assert "&lt;y&gt;" in html
+    assert html.count('<pre class="highlight">') == 2
+
+
+def test_tables_strikethrough_and_emphasis_render():
+    html = render_markdown("| a | b |\n|--:|---|\n| 1 | ~~2~~ |\n\n**bold** _it_")
+    assert '<th style="text-align:right">a</th>' in html
+    assert "<s>2</s>" in html
+    assert "<strong>bold</strong>" in html
+    assert "<em>it</em>" in html
+
+
+def test_plain_text_is_escaped_with_line_breaks():
+    assert render_plain("a <b>\n& c\r\nd") == "a &lt;b&gt;<br>&amp; c<br>d"
+
+
+def test_empty_text_renders_empty():
+    assert render_markdown("") == ""
+    assert render_plain("") == ""
