@@ -7,6 +7,7 @@ Production sets DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL / REDIS_URL (Red
 
 import hashlib
 import os
+import warnings
 from decimal import Decimal
 from pathlib import Path
 
@@ -126,6 +127,11 @@ DATABASES["default"]["TEST"] = {
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
     else f"test_chatsite_{os.getpid()}"
 }
+
+# Static files go out as FileResponse, a sync iterator: fine for small assets under ASGI.
+warnings.filterwarnings(
+    "ignore", message="StreamingHttpResponse must consume synchronous iterators"
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

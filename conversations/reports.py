@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -218,7 +219,7 @@ def user_drilldown(user_id: int, start: date, end: date) -> dict[str, Any]:
     }
 
 
-def report_user(user_id: int):
+def report_user(user_id: int) -> AbstractBaseUser | None:
     """The user a staff drill-down is about, or None."""
     return get_user_model().objects.filter(pk=user_id).first()
 
