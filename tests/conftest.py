@@ -16,7 +16,6 @@ from django.conf import settings
 from django.contrib.auth.models import User
 
 from chatsite.celery import app as celery_app
-
 from conversations import simulator as simulator_module
 from conversations import tasks
 

@@ -8,6 +8,7 @@ only when every reply arrived, so a broken path fails `make test`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -41,6 +42,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--web-processes", type=int, default=WEB_PROCESSES)
     parser.add_argument("--worker-concurrency", type=int, default=WORKER_CONCURRENCY)
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    parser.add_argument(
+        "--only",
+        help="comma-separated phases to run (overhead,first_token,in_flight,pages,reports); "
+        "prints their figures as JSON instead of writing the page (for tuning)",
+    )
+    parser.add_argument(
+        "--wait",
+        choices=("page", "sse", "poll"),
+        default="page",
+        help="how a browser follows its reply: as the page's partial says (default), or forced",
+    )
     return parser.parse_args(argv)
 
 
@@ -83,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
 
         settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
         stack.start()
-        results = run(stack, args.mode)
+        results = run(stack, args.mode, args.only.split(",") if args.only else None, args.wait)
         duration = time.monotonic() - began
+        if args.only:
+            print(json.dumps(results, indent=1, default=str))
+            ok = True
+            return 0
         meta = describe(stack, args, duration)
         from . import report
 
@@ -113,10 +129,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run(stack: Stack, mode_name: str) -> dict:
+PHASES = ("overhead", "first_token", "in_flight", "pages", "reports")
+
+
+def run(stack: Stack, mode_name: str, only: list[str] | None = None, wait: str = "page") -> dict:
     from . import figures
 
     mode = figures.FULL if mode_name == "full" else figures.SMOKE
+    figures.WAIT = wait
     people_count = max(*mode.levels, *mode.ttft_levels)
     users = figures.make_users("bench-user-", people_count)
     figures.log(f"logging {people_count} people in through the login form")
@@ -125,13 +145,16 @@ def run(stack: Stack, mode_name: str) -> dict:
     figures.log("warm-up: one message per person (not measured)")
     stack.simulator_control(reset=True, latency=mode.latency, token_delay=0)
     figures._conversation_loop(people, 1, (0.0, 0.5), "warm-up")
-    return {
-        "overhead": figures.overhead(stack, mode, people),
-        "first_token": figures.first_token(stack, mode, people),
-        "in_flight": figures.in_flight(stack, mode, people),
-        "pages": figures.pages(stack, mode),
-        "reports": figures.reports(stack, mode),
-    }
+    results = {}
+    for phase in PHASES:
+        if only is None or phase in only:
+            measure = getattr(figures, phase)
+            results[phase] = (
+                measure(stack, mode)
+                if phase in ("pages", "reports")
+                else measure(stack, mode, people)
+            )
+    return results
 
 
 def failures(results: dict) -> list[str]:

@@ -21,6 +21,8 @@ from .load import Browser, Reply, call_upstream, run_concurrently
 from .stack import MemorySampler, Stack
 
 PASSWORD = "bench-password-1"
+# How browsers follow a reply: "page" (as the pending partial says), "sse" or "poll".
+WAIT = "page"
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ def _conversation_loop(
             reply = person.browser.converse(
                 person.conversations[0],
                 f"{tag} question {round_} from {person.username}: how fast is the reply?",
+                how=WAIT,
             )
             with lock:
                 replies.append(reply)
@@ -402,7 +405,12 @@ def in_flight(stack: Stack, mode: Mode, people: list[Person]) -> dict[str, Any]:
     def send(index: int) -> None:
         _person, tab, conversation = tabs[index]
         time.sleep(random.Random(f"inflight-{index}").uniform(0, 0.5))
-        reply = tab.converse(conversation, f"in flight {index}: a question for a slow model")
+        reply = tab.converse(
+            conversation,
+            f"in flight {index}: a question for a slow model",
+            how=WAIT,
+            deadline=mode.in_flight_latency + 60,
+        )
         with lock:
             replies.append(reply)
 

@@ -86,10 +86,11 @@ class Browser:
         _ = response.content
         return time.perf_counter() - started, response
 
-    def converse(self, pk: int, text: str, *, how: str = "page") -> Reply:
+    def converse(self, pk: int, text: str, *, how: str = "page", deadline: float = 60) -> Reply:
         """Send `text` in conversation `pk` and wait until the reply is visible and finished.
 
         `how`: "page" follows whatever the pending partial asks for; "sse" or "poll" force one.
+        A reply not finished `deadline` seconds after the send counts as failed.
         """
         reply = Reply()
         try:
@@ -116,7 +117,7 @@ class Browser:
             if use_sse:
                 reply.how = "sse"
                 events_url = sse.group(1) if sse else f"{poll_url}events/"
-                self._follow_events(events_url, reply)
+                self._follow_events(events_url, reply, deadline)
             else:
                 reply.how = "poll"
                 every = EVERY_RE.search(html)
@@ -125,24 +126,28 @@ class Browser:
                     if every
                     else DEFAULT_POLL_SECONDS
                 )
-                self._follow_poll(poll_url, interval, reply)
+                self._follow_poll(poll_url, interval, reply, deadline)
         except requests.RequestException as error:
             reply.error = f"{type(error).__name__}: {error}"[:300]
         return reply
 
-    def _follow_events(self, url: str, reply: Reply) -> None:
+    def _follow_events(self, url: str, reply: Reply, deadline: float) -> None:
         """Read the reply's event stream until `done`, as htmx's SSE extension does."""
         with self.session.get(
             f"{self.base_url}{url}",
             headers={"Accept": "text/event-stream", "Cache-Control": "no-cache"},
             stream=True,
-            timeout=(5, max(self.timeout, 60)),
+            # Between two reads; the server sends a keep-alive comment every 15 s.
+            timeout=(5, 30),
         ) as response:
             if response.status_code != 200:
                 reply.error = f"events: HTTP {response.status_code}"
                 return
             buffer = b""
             for chunk in response.iter_content(chunk_size=None):
+                if time.monotonic() - reply.sent > deadline:
+                    reply.error = f"events: no end of the reply after {deadline:.0f} s"
+                    return
                 buffer += chunk
                 while b"\n\n" in buffer:
                     block, buffer = buffer.split(b"\n\n", 1)
@@ -156,10 +161,9 @@ class Browser:
                         return
         reply.error = "events: stream ended without done"
 
-    def _follow_poll(self, url: str, interval: float, reply: Reply) -> None:
+    def _follow_poll(self, url: str, interval: float, reply: Reply, deadline: float) -> None:
         """Poll the pending partial every `interval` until it answers 286, as htmx does."""
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
+        while time.monotonic() - reply.sent < deadline:
             time.sleep(interval)
             response = self.session.get(
                 f"{self.base_url}{url}", headers=self._headers(htmx=True), timeout=self.timeout
@@ -177,7 +181,7 @@ class Browser:
                 return
             if reply.first_text is None and 'class="message-text' in response.text:
                 reply.first_text = time.monotonic()
-        reply.error = "poll: no answer in 600 s"
+        reply.error = f"poll: no end of the reply after {deadline:.0f} s"
 
 
 def _parse_event(block: str) -> tuple[str, str]:

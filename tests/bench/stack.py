@@ -97,12 +97,12 @@ class Process:
     log_path: Path
     popen: subprocess.Popen | None = None
 
-    def start(self, env: dict[str, str]) -> None:
+    def start(self, env: dict[str, str], cwd: Path = ROOT) -> None:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         # Its own session (process group), so stop() reaches every child it forks.
         self.popen = subprocess.Popen(
             self.command,
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -247,11 +247,16 @@ class Stack:
     def start(self) -> None:
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
-        worker_env = {**self.env, "LOG_LEVEL": "INFO"}  # its "ready." line says it listens
+        # Its "ready." line says it listens. It runs in the work directory because the
+        # filesystem broker writes its control files (`control/`) where it runs.
+        worker_env = {**self.env, "LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT)}
         for name, command in self.commands().items():
             process = Process(name, command, logs / f"{name}.log")
             self.processes.append(process)
-            process.start(worker_env if name == "worker" else self.env)
+            if name == "worker":
+                process.start(worker_env, cwd=self.workdir)
+            else:
+                process.start(self.env)
         self._wait_ready()
 
     def process(self, name: str) -> Process:
