@@ -204,7 +204,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 # Keys of live replies; by default one namespace per database, so deployments (and test
 # runs) that share a Redis never read each other's replies.
 REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX") or "chatsite:{}:".format(
-    hashlib.sha1(
+    hashlib.sha256(
         f"{DATABASES['default'].get('HOST')}/{DATABASES['default']['NAME']}".encode()
     ).hexdigest()[:10]
 )

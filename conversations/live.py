@@ -67,9 +67,11 @@ def completion_stop(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
 
 
 async def _state(completion_id: int) -> tuple[str, dict[int, str]]:
-    row = await Completion.objects.filter(pk=completion_id).values_list(
-        "status", "stop_requested"
-    ).afirst()
+    row = (
+        await Completion.objects.filter(pk=completion_id)
+        .values_list("status", "stop_requested")
+        .afirst()
+    )
     status, stop_requested = row or (Completion.Status.FAILED, False)
     if status == Completion.Status.SUCCEEDED and stop_requested:
         status = "stopped"

@@ -223,7 +223,7 @@ def test_a_stream_that_breaks_raises_interrupted_with_the_partial_text(chat, sim
 
 def test_stopping_a_stream_closes_the_upstream_connection(chat, sim):
     sim.control(token_delay=0.05)
-    state, stopped = chat.stream(
+    _, stopped = chat.stream(
         client.build_request(model="gpt-4o", messages=MESSAGES, stream=True),
         on_delta=lambda s, d: None,
         should_stop=lambda: True,

@@ -153,7 +153,7 @@ def test_stop_ends_the_upstream_call_and_keeps_the_partial_text(chat):
 
 
 def test_events_of_another_users_reply_are_404(chat):
-    stack, session, conversation = chat
+    stack, _, conversation = chat
     completion = start_reply(chat, "mine")
     User.objects.create_user("bob", password="bob-password-1")
     bob = logged_in_session(stack.url, "bob", "bob-password-1")

@@ -123,7 +123,7 @@ def test_a_broken_stream_is_an_error_with_its_partial_text(
 ):
     simulator.control(faults=[{"kind": "break_stream", "after_tokens": 4}])
     conversation = services.conversation_create(owner=alice)
-    message, completion = send(conversation, "Break please")
+    _, completion = send(conversation, "Break please")
     enqueued.drain()
     completion.refresh_from_db()
     reply = Message.objects.get(completion=completion)

@@ -17,7 +17,7 @@ def finished(completion: Completion):
 
 def test_a_real_worker_saves_the_reply_through_the_simulator(alice, worker, simulator, send):
     conversation = services.conversation_create(owner=alice, n=2, max_tokens=30)
-    message, completion = send(conversation, "Hello from a real worker")
+    _, completion = send(conversation, "Hello from a real worker")
     wait_for(lambda: finished(completion), timeout=30, what="the worker to finish")
     assert completion.status == Completion.Status.SUCCEEDED, worker.log()[-2000:]
     assert Message.objects.filter(completion=completion).count() == 2

@@ -31,7 +31,13 @@ class Command(BaseCommand):
             commands.append(
                 (
                     "simulator",
-                    [python, "manage.py", "simulate_upstream", "--port", str(settings.SIMULATOR_PORT)],
+                    [
+                        python,
+                        "manage.py",
+                        "simulate_upstream",
+                        "--port",
+                        str(settings.SIMULATOR_PORT),
+                    ],
                 )
             )
         commands.append(
