@@ -224,6 +224,11 @@ class Completion(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
 
+    @property
+    def choice_indexes(self) -> range:
+        """The choices this call asked for (n), for the page's live reply slots."""
+        return range(self.request_body.get("n") or 1)
+
 
 class UserBudget(models.Model):
     """A user's monthly limit, overriding the site default (blank = use the default)."""

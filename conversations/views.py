@@ -182,6 +182,9 @@ def completion_poll(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
     completion = selectors.get_completion_for_user(request.user, pk, cid)
     conversation = completion.conversation
     if completion.is_active:
+        if request.GET.get("live"):
+            # The page is receiving the reply over SSE: nothing to swap until it ends.
+            return HttpResponse(status=204)
         context = {
             "conversation": conversation,
             "completion": completion,

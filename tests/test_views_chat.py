@@ -119,6 +119,8 @@ def test_it_sends_anonymous_users_to_login_from_a_conversation(client, conversat
         ("post", reverse("message_send", args=[conversation.pk])),
         ("get", reverse("completion_poll", args=[conversation.pk, completion.pk])),
         ("post", reverse("completion_retry", args=[conversation.pk, completion.pk])),
+        ("post", reverse("completion_stop", args=[conversation.pk, completion.pk])),
+        ("get", reverse("completion_events", args=[conversation.pk, completion.pk])),
         ("post", reverse("choice_select", args=[conversation.pk, message.pk])),
         ("post", reverse("conversation_settings", args=[conversation.pk])),
         ("post", reverse("conversation_rename", args=[conversation.pk])),
@@ -148,6 +150,8 @@ def test_it_answers_404_for_every_action_on_another_users_conversation(
         ("post", reverse("message_send", args=[pk]), {"content": "hi"}),
         ("get", reverse("completion_poll", args=[pk, completion.pk]), {}),
         ("post", reverse("completion_retry", args=[pk, completion.pk]), {}),
+        ("post", reverse("completion_stop", args=[pk, completion.pk]), {}),
+        ("get", reverse("completion_events", args=[pk, completion.pk]), {}),
         ("post", reverse("choice_select", args=[pk, reply.pk]), {}),
         ("post", reverse("conversation_settings", args=[pk]), {"settings-model": "gpt-4o"}),
         ("post", reverse("conversation_rename", args=[pk]), {"title": "mine now"}),
@@ -184,6 +188,7 @@ def test_it_refuses_posts_without_a_csrf_token(alice, conversation, send):
         reverse("conversation_create"),
         reverse("message_send", args=[pk]),
         reverse("completion_retry", args=[pk, completion.pk]),
+        reverse("completion_stop", args=[pk, completion.pk]),
         reverse("choice_select", args=[pk, message.pk]),
         reverse("conversation_settings", args=[pk]),
         reverse("conversation_rename", args=[pk]),
@@ -274,7 +279,9 @@ def test_sending_with_htmx_shows_the_message_and_a_polling_reply(
     assert "Hi &lt;b&gt;there&lt;/b&gt;<br>second line" in page
     poll = reverse("completion_poll", args=[conversation.pk, completion.pk])
     assert f'hx-get="{poll}"' in page
-    assert 'hx-trigger="every 400ms"' in page
+    events = reverse("completion_events", args=[conversation.pk, completion.pk])
+    assert f'sse-connect="{events}"' in page
+    assert 'hx-trigger="sse:done, every 2s"' in page
     # A fresh composer replaces the one that was sent.
     assert 'id="composer"' in page
     assert enqueued.ids == [completion.pk]
@@ -343,6 +350,29 @@ def test_the_poll_shows_the_pending_reply_then_the_reply_with_286(
     assert "<script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "hx-get" not in page
+
+
+def test_the_live_poll_swaps_nothing_until_the_reply_ends(
+    alice_client, conversation, enqueued, simulator
+):
+    send_htmx(alice_client, conversation, "stream it")
+    completion = Completion.objects.get()
+    url = reverse("completion_poll", args=[conversation.pk, completion.pk])
+    assert alice_client.get(url, {"live": "1"}, **HTMX).status_code == 204
+    enqueued.drain()
+    assert alice_client.get(url, {"live": "1"}, **HTMX).status_code == 286
+
+
+def test_the_pending_reply_has_a_stop_button_that_stops_it(
+    alice_client, conversation, enqueued, simulator
+):
+    response = send_htmx(alice_client, conversation, "never mind")
+    completion = Completion.objects.get()
+    stop = reverse("completion_stop", args=[conversation.pk, completion.pk])
+    assert f'hx-post="{stop}"' in response.content.decode()
+    assert alice_client.post(stop, **HTMX).status_code == 204
+    completion.refresh_from_db()
+    assert completion.status == Completion.Status.FAILED and completion.stop_requested
 
 
 def test_a_failed_reply_shows_an_alert_and_retry_makes_a_new_completion(

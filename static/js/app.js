@@ -171,6 +171,20 @@
     if (stickToBottom) scrollToNewest();
   });
 
+  // --- Live replies: follow the stream; poll for the text itself if SSE cannot connect. ---
+  document.addEventListener("htmx:sseMessage", function () {
+    if (stickToBottom) scrollToNewest();
+  });
+  document.addEventListener("htmx:sseError", function (event) {
+    const pending = event.target.closest && event.target.closest(".reply-pending");
+    if (pending) pending.dataset.sseFailed = "true";
+  });
+  document.addEventListener("htmx:configRequest", function (event) {
+    // Without a working event stream the poll must bring the growing text along.
+    const pending = event.detail.elt.closest && event.detail.elt.closest(".reply-pending");
+    if (pending && (pending.dataset.sseFailed || !window.EventSource)) delete event.detail.parameters.live;
+  });
+
   function init() {
     initChoices(document);
     document.querySelectorAll("textarea[data-enter-sends]").forEach(autogrow);

@@ -186,7 +186,8 @@ def describe(stack: Stack, args: argparse.Namespace, duration: float) -> dict:
             "live": "Redis Streams (REDIS_URL)"
             if stack.on_servers
             else "database rows polled every 50 ms",
-            "web": f"uvicorn, {stack.web_processes} worker processes (ASGI)",
+            "web": f"uvicorn (ASGI), {stack.web_processes} single-process instance(s), "
+            "each person pinned to one",
             "worker": f"Celery, threads pool, concurrency {stack.worker_concurrency}",
             "upstream": "the project's simulator (`manage.py simulate_upstream`), streaming",
             "load": (

@@ -162,7 +162,7 @@ def log_in(stack: Stack, users: list, *, parallel: int) -> list[Person]:
                 if not pending:
                     return
                 i, user = pending.pop()
-            browser = Browser(stack.url)
+            browser = Browser(stack.url_for(i))
             browser.login(user.username, PASSWORD)
             people[i] = Person(user.username, user.pk, browser)
 
@@ -414,7 +414,7 @@ def in_flight(stack: Stack, mode: Mode, people: list[Person]) -> dict[str, Any]:
         with lock:
             replies.append(reply)
 
-    pids = {"web": stack.process("web").pid, "worker": stack.process("worker").pid}
+    pids = {"web": stack.web_pids, "worker": [stack.process("worker").pid]}
     with MemorySampler(pids) as idle:
         time.sleep(0.3)
     started = time.monotonic()

@@ -2,8 +2,9 @@
 
 Each browser does what `templates/conversations/chat.html` makes htmx do: POST the
 composer with `HX-Request: true`, read the pending reply out of the returned partial,
-then follow it the way that partial says: its Server-Sent Events (`sse-connect`) when
-present, else its poll (`hx-get` every N ms, until the answer is 286).
+then follow it the way that partial says: its Server-Sent Events (`sse-connect`) with
+the slow fallback poll beside them and the final fetch on `done`, or, without
+`sse-connect`, its poll alone (`hx-get` every N, until the answer is 286).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from html import unescape
 
 import requests
 
 POLL_RE = re.compile(r'hx-get="(/c/(\d+)/completions/(\d+)/)"')
 SSE_RE = re.compile(r'sse-connect="([^"]+)"')
 EVERY_RE = re.compile(r'hx-trigger="[^"]*every (\d+)(ms|s)')
+VALS_RE = re.compile(r"hx-vals='([^']*)'")
 DEFAULT_POLL_SECONDS = 0.4
 
 
@@ -33,6 +36,7 @@ class Reply:
     sent_wall: float = 0.0  # the same moment, Unix time (to line up with server rows)
     posted: float = 0.0  # the POST's answer (user message + pending reply) arrived
     first_text: float | None = None  # the first piece of the reply was visible
+    done: float | None = None  # the event stream said the reply ended
     visible: float | None = None  # the whole reply was visible and marked finished
     visible_wall: float | None = None
     final_status: str = ""
@@ -50,6 +54,7 @@ class Browser:
         self.base_url = base_url
         self.timeout = timeout
         self.session = requests.Session()
+        self._second: requests.Session | None = None
 
     def tab(self) -> Browser:
         """Another tab of the same browser (same cookies, its own connections)."""
@@ -112,27 +117,99 @@ class Browser:
                 reply.error = "send: no pending reply in the answer"
                 return reply
             poll_url, reply.cid = match.group(1), int(match.group(3))
+            every = EVERY_RE.search(html)
+            interval = (
+                int(every.group(1)) / (1000 if every.group(2) == "ms" else 1)
+                if every
+                else DEFAULT_POLL_SECONDS
+            )
             sse = SSE_RE.search(html)
-            use_sse = how == "sse" or (how == "page" and sse is not None)
-            if use_sse:
+            if how == "sse" or (how == "page" and sse is not None):
                 reply.how = "sse"
                 events_url = sse.group(1) if sse else f"{poll_url}events/"
-                self._follow_events(events_url, reply, deadline)
+                vals = VALS_RE.search(html)
+                params = json.loads(unescape(vals.group(1))) if vals else {}
+                self._follow_events(events_url, poll_url, params, interval, reply, deadline)
             else:
                 reply.how = "poll"
-                every = EVERY_RE.search(html)
-                interval = (
-                    int(every.group(1)) / (1000 if every.group(2) == "ms" else 1)
-                    if every
-                    else DEFAULT_POLL_SECONDS
-                )
-                self._follow_poll(poll_url, interval, reply, deadline)
+                self._follow_poll(poll_url, {}, interval, reply, deadline)
         except requests.RequestException as error:
             reply.error = f"{type(error).__name__}: {error}"[:300]
         return reply
 
-    def _follow_events(self, url: str, reply: Reply, deadline: float) -> None:
-        """Read the reply's event stream until `done`, as htmx's SSE extension does."""
+    def _poll(self, url: str, params: dict, reply: Reply) -> bool:
+        """One GET of the pending partial; True once it answered 286 with the final reply."""
+        session = self._poll_session()
+        response = session.get(
+            f"{self.base_url}{url}",
+            params=params,
+            headers=self._headers(htmx=True),
+            timeout=self.timeout,
+        )
+        if response.status_code == 286:
+            if reply.visible is None:
+                reply.visible = time.monotonic()
+                reply.visible_wall = time.time()
+                reply.final_status = "failed" if "reply-failed" in response.text else "succeeded"
+            return True
+        if response.status_code not in (200, 204):
+            reply.error = reply.error or f"poll: HTTP {response.status_code}"
+            return True
+        if reply.first_text is None and 'class="message-text' in response.text:
+            reply.first_text = time.monotonic()
+        return False
+
+    def _poll_session(self) -> requests.Session:
+        # htmx's polls run beside the open event stream: a second connection, same cookies.
+        if self._second is None:
+            self._second = requests.Session()
+            self._second.cookies.update(self.session.cookies)
+        return self._second
+
+    def _follow_poll(
+        self, url: str, params: dict, interval: float, reply: Reply, deadline: float
+    ) -> None:
+        """Poll the pending partial every `interval` until it answers 286, as htmx does."""
+        while time.monotonic() - reply.sent < deadline:
+            time.sleep(interval)
+            if self._poll(url, params, reply):
+                return
+        reply.error = f"poll: no end of the reply after {deadline:.0f} s"
+
+    def _follow_events(
+        self,
+        url: str,
+        poll_url: str,
+        params: dict,
+        interval: float,
+        reply: Reply,
+        deadline: float,
+    ) -> None:
+        """What the pending partial does with htmx's SSE extension: show each `text-<i>`
+        event, poll every `interval` beside it (the fallback), and on `done` fetch the
+        finished reply (the `sse:done` trigger), which is when the reply is visible."""
+        stop = threading.Event()
+
+        def fallback_poll() -> None:
+            while not stop.wait(interval):
+                if self._poll(poll_url, params, reply):
+                    return
+
+        poller = threading.Thread(target=fallback_poll, daemon=True)
+        poller.start()
+        try:
+            done = self._read_events(url, reply, deadline)
+        finally:
+            stop.set()
+        poller.join()
+        if done and reply.visible is None:
+            self._poll(poll_url, params, reply)
+        if reply.visible is None and not reply.error:
+            # The stream broke off or the final fetch came too early: keep polling.
+            self._follow_poll(poll_url, params, interval, reply, deadline)
+
+    def _read_events(self, url: str, reply: Reply, deadline: float) -> bool:
+        """Read the event stream until `done` (True) or it fails (False)."""
         with self.session.get(
             f"{self.base_url}{url}",
             headers={"Accept": "text/event-stream", "Cache-Control": "no-cache"},
@@ -142,12 +219,12 @@ class Browser:
         ) as response:
             if response.status_code != 200:
                 reply.error = f"events: HTTP {response.status_code}"
-                return
+                return False
             buffer = b""
             for chunk in response.iter_content(chunk_size=None):
                 if time.monotonic() - reply.sent > deadline:
                     reply.error = f"events: no end of the reply after {deadline:.0f} s"
-                    return
+                    return False
                 buffer += chunk
                 while b"\n\n" in buffer:
                     block, buffer = buffer.split(b"\n\n", 1)
@@ -155,33 +232,9 @@ class Browser:
                     if event.startswith("text-") and reply.first_text is None and data:
                         reply.first_text = time.monotonic()
                     elif event == "done":
-                        reply.visible = time.monotonic()
-                        reply.visible_wall = time.time()
-                        reply.final_status = data.strip() or "succeeded"
-                        return
-        reply.error = "events: stream ended without done"
-
-    def _follow_poll(self, url: str, interval: float, reply: Reply, deadline: float) -> None:
-        """Poll the pending partial every `interval` until it answers 286, as htmx does."""
-        while time.monotonic() - reply.sent < deadline:
-            time.sleep(interval)
-            response = self.session.get(
-                f"{self.base_url}{url}", headers=self._headers(htmx=True), timeout=self.timeout
-            )
-            if response.status_code == 286:
-                reply.visible = time.monotonic()
-                reply.visible_wall = time.time()
-                failed = "reply-failed" in response.text
-                reply.final_status = "failed" if failed else "succeeded"
-                if reply.first_text is None:
-                    reply.first_text = reply.visible
-                return
-            if response.status_code != 200:
-                reply.error = f"poll: HTTP {response.status_code}"
-                return
-            if reply.first_text is None and 'class="message-text' in response.text:
-                reply.first_text = time.monotonic()
-        reply.error = f"poll: no end of the reply after {deadline:.0f} s"
+                        reply.done = time.monotonic()
+                        return True
+        return False
 
 
 def _parse_event(block: str) -> tuple[str, str]:

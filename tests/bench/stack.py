@@ -151,12 +151,24 @@ class Stack:
     backend: str = ""  # "postgresql+redis" or "sqlite+filesystem", once prepared
     env: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
-    web_port: int = 0
+    web_ports: list[int] = field(default_factory=list)
     simulator_port: int = 0
 
     @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.web_ports]
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+        return self.urls[0]
+
+    def url_for(self, index: int) -> str:
+        """The web process person `index` talks to: pinned round-robin, as a balancer would."""
+        return self.urls[index % len(self.urls)]
+
+    @property
+    def web_pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.name.startswith("web")]
 
     @property
     def simulator_root(self) -> str:
@@ -174,7 +186,8 @@ class Stack:
         use_servers = self.kind == "server" or (self.kind == "auto" and servers_available())
         if self.kind == "server" and not servers_available():
             raise RuntimeError("--stack server: PostgreSQL or Redis does not answer on 127.0.0.1")
-        self.web_port, self.simulator_port = free_port(), free_port()
+        self.web_ports = [free_port() for _ in range(self.web_processes)]
+        self.simulator_port = free_port()
         env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
         env |= {
             "DJANGO_SETTINGS_MODULE": "chatsite.settings",
@@ -231,17 +244,15 @@ class Stack:
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
                 "--loglevel", "INFO",
             ],
-            "web": [
-                python, "-m", "uvicorn", "chatsite.asgi:application",
-                "--host", "127.0.0.1", "--port", str(self.web_port),
-                "--workers", str(self.web_processes),
-                "--no-access-log", "--log-level", "warning",
-            ],
         }  # fmt: skip
-        if self.web_processes == 1:
-            # One process is `make run`'s setup (no supervisor in between).
-            web = commands["web"]
-            del web[web.index("--workers") : web.index("--workers") + 2]
+        # One single-process uvicorn per port, as `make run` starts it. Not `--workers N`:
+        # its pre-bound socket loses TCP_NODELAY (uvicorn#3149), +40 ms per keep-alive reply.
+        for index, port in enumerate(self.web_ports):
+            commands[f"web-{index}"] = [
+                python, "-m", "uvicorn", "chatsite.asgi:application",
+                "--host", "127.0.0.1", "--port", str(port),
+                "--no-access-log", "--log-level", "warning",
+            ]  # fmt: skip
         return commands
 
     def start(self) -> None:
@@ -285,18 +296,15 @@ class Stack:
             timeout=60,
             what="the Celery worker",
         )
-        # Every uvicorn process must be serving; a few answers in a row make that likely.
-        wait_until(
-            lambda: up(
-                "web",
-                lambda: all(
-                    requests.get(f"{self.url}/accounts/login/", timeout=5).status_code == 200
-                    for _ in range(4)
+        for index, url in enumerate(self.urls):
+            wait_until(
+                lambda index=index, url=url: up(
+                    f"web-{index}",
+                    lambda: requests.get(f"{url}/accounts/login/", timeout=5).status_code == 200,
                 ),
-            ),
-            timeout=60,
-            what="uvicorn",
-        )
+                timeout=60,
+                what=f"uvicorn on {url}",
+            )
 
     def check_alive(self) -> None:
         for process in self.processes:
@@ -359,7 +367,7 @@ def tree_rss_kb(pid: int, tree: dict[int, list[int]]) -> int:
 class MemorySampler:
     """Samples the RSS of named process trees on a thread; keeps each tree's peak."""
 
-    def __init__(self, pids: dict[str, int], interval: float = 0.1) -> None:
+    def __init__(self, pids: dict[str, list[int]], interval: float = 0.1) -> None:
         self.pids = pids
         self.interval = interval
         self.peak_kb = dict.fromkeys(pids, 0)
@@ -370,8 +378,9 @@ class MemorySampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             tree = _children()
-            for name, pid in self.pids.items():
-                self.peak_kb[name] = max(self.peak_kb[name], tree_rss_kb(pid, tree))
+            for name, roots in self.pids.items():
+                total = sum(tree_rss_kb(pid, tree) for pid in roots)
+                self.peak_kb[name] = max(self.peak_kb[name], total)
             self.samples += 1
             self._stop.wait(self.interval)
 
