@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -19,6 +20,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
 from . import selectors, services, streams
@@ -66,41 +68,65 @@ def completion_stop(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
     return redirect("conversation_detail", pk=pk)
 
 
-async def _state(completion_id: int) -> tuple[str, dict[int, str]]:
+@dataclass
+class Snapshot:
+    """A completion as the database has it now."""
+
+    status: str  # a Completion status, or "stopped"
+    live_state: str  # "queued", "retrying" or "running" while active
+    contents: dict[int, str]
+
+    @property
+    def active(self) -> bool:
+        return self.status in Completion.ACTIVE
+
+
+async def _snapshot(completion_id: int) -> Snapshot:
     row = (
         await Completion.objects.filter(pk=completion_id)
-        .values_list("status", "stop_requested")
+        .only("status", "stop_requested", "attempts")
         .afirst()
     )
-    status, stop_requested = row or (Completion.Status.FAILED, False)
-    if status == Completion.Status.SUCCEEDED and stop_requested:
-        status = "stopped"
     contents = {
         index: content
         async for index, content in Message.objects.filter(completion_id=completion_id)
         .order_by("choice_index")
         .values_list("choice_index", "content")
     }
-    return status, contents
+    if row is None:  # deleted with its conversation
+        return Snapshot(Completion.Status.FAILED, "running", contents)
+    status = row.status
+    if status == Completion.Status.SUCCEEDED and row.stop_requested:
+        status = "stopped"
+    return Snapshot(status, row.live_state, contents)
+
+
+def _status_event(state: str) -> str:
+    html = render_to_string("conversations/chat.html#working", {"state": state})
+    return sse("status", html.strip())
 
 
 async def _database_events(completion: Completion) -> AsyncIterator[str]:
     sent: dict[int, str] = {}
+    sent_state = None  # the page may show an older state than the one at connection time
     started = last_beat = time.monotonic()
     while True:
-        status, contents = await _state(completion.pk)
-        for index, text in contents.items():
+        now = await _snapshot(completion.pk)
+        if now.active and now.live_state != sent_state:
+            sent_state = now.live_state
+            yield _status_event(now.live_state)
+        for index, text in now.contents.items():
             if text and sent.get(index) != text:
                 sent[index] = text
                 yield _text_event(index, text)
-        if status not in Completion.ACTIVE:
-            yield sse("done", status)
+        if not now.active:
+            yield sse("done", now.status)
             return
-        now = time.monotonic()
-        if now - started > MAX_STREAM_SECONDS:
+        moment = time.monotonic()
+        if moment - started > MAX_STREAM_SECONDS:
             return
-        if now - last_beat > HEARTBEAT_SECONDS:
-            last_beat = now
+        if moment - last_beat > HEARTBEAT_SECONDS:
+            last_beat = moment
             yield ": keep-alive\n\n"
         await asyncio.sleep(settings.STREAM_POLL_INTERVAL)
 
@@ -123,6 +149,8 @@ async def _redis_events(completion: Completion) -> AsyncIterator[str]:
     key = streams.stream_key(completion.pk)
     contents: dict[int, str] = {}
     last_id = "0-0"
+    if completion.is_active:
+        yield _status_event(completion.live_state)
     started = time.monotonic()
     while time.monotonic() - started < MAX_STREAM_SECONDS:
         try:
@@ -135,26 +163,31 @@ async def _redis_events(completion: Completion) -> AsyncIterator[str]:
         if not batches:
             # Nothing for a while: the reply may have ended before its stream began
             # (or the stream expired); the database knows.
-            status, rows = await _state(completion.pk)
-            if status not in Completion.ACTIVE:
-                for index, text in rows.items():
+            now = await _snapshot(completion.pk)
+            if not now.active:
+                for index, text in now.contents.items():
                     if text and contents.get(index) != text:
                         yield _text_event(index, text)
-                yield sse("done", status)
+                yield sse("done", now.status)
                 return
             yield ": keep-alive\n\n"
             continue
         changed: set[int] = set()
-        ended = None
+        ended = state = None
         for _key, entries in batches:
             for entry_id, fields in entries:
                 last_id = entry_id
                 if "end" in fields:
                     ended = fields["end"]
                     continue
+                if "s" in fields:
+                    state = fields["s"]
+                    continue
                 index = int(fields["i"])
                 contents[index] = contents.get(index, "") + fields["d"]
                 changed.add(index)
+        if state is not None:
+            yield _status_event(state)
         for index in sorted(changed):
             yield _text_event(index, contents[index])
         if ended is not None:

@@ -225,6 +225,13 @@ class Completion(models.Model):
         return self.status in self.ACTIVE
 
     @property
+    def live_state(self) -> str:
+        """What the page says while waiting: "queued", "retrying" or "running"."""
+        if self.status == self.Status.QUEUED:
+            return "retrying" if self.attempts else "queued"
+        return "running"
+
+    @property
     def choice_indexes(self) -> range:
         """The choices this call asked for (n), for the page's live reply slots."""
         return range(self.request_body.get("n") or 1)

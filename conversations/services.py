@@ -331,6 +331,7 @@ def _attempt_streaming(claim: Claim) -> str:
         else settings.STREAM_DB_FLUSH_INTERVAL
     )
     publisher = streams.Publisher(completion.pk, interval, write_db)
+    streams.publish_status(completion.pk, "running")
     _release_connection()
     try:
         state, stopped = upstream_client().stream(
@@ -560,6 +561,7 @@ def completion_stop(*, completion: Completion) -> None:
 def completion_requeue(*, claim: Claim, error: client.UpstreamError, delay: float) -> bool:
     """Give the claim back after a retryable error; run again after `delay` seconds."""
     now = timezone.now()
+    streams.publish_status(claim.completion.pk, "retrying")
     return bool(
         Completion.objects.filter(
             pk=claim.completion.pk, claim_token=claim.token, status=Completion.Status.RUNNING

@@ -83,6 +83,18 @@ class Publisher:
         return any(self.contents.values())
 
 
+def publish_status(completion_id: int, state: str) -> None:
+    """Tell readers the call is "running" or "retrying" (Redis only; else they poll)."""
+    redis = redis_client()
+    if redis is None:
+        return
+    try:
+        redis.xadd(stream_key(completion_id), {"s": state})
+        redis.expire(stream_key(completion_id), STREAM_TTL_SECONDS)
+    except Exception:
+        logger.warning("Could not publish the state of %s to Redis", completion_id)
+
+
 def publish_end(completion_id: int, status: str) -> None:
     redis = redis_client()
     if redis is None:

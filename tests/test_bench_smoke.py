@@ -40,4 +40,4 @@ def test_smoke_benchmark_measures_every_figure(tmp_path):
     assert "| Replies arrived | 5 of 5 |" in page
     assert "| 1 | 3 | 0 |" in page  # one user, three sends, none failed
     assert "| 1,000 |" in page  # the report over a thousand completions
-    assert "–" not in page.split("## 1. Overhead")[1].split("## 2.")[0]  # no empty figure
+    assert "n/a" not in page  # every figure has samples

@@ -137,14 +137,17 @@ def run(stack: Stack, mode_name: str, only: list[str] | None = None, wait: str =
 
     mode = figures.FULL if mode_name == "full" else figures.SMOKE
     figures.WAIT = wait
-    people_count = max(*mode.levels, *mode.ttft_levels)
-    users = figures.make_users("bench-user-", people_count)
-    figures.log(f"logging {people_count} people in through the login form")
-    people = figures.log_in(stack, users, parallel=2 * stack.web_processes)
-    figures.open_chats(people, 1)
-    figures.log("warm-up: one message per person (not measured)")
-    stack.simulator_control(reset=True, latency=mode.latency, token_delay=0)
-    figures._conversation_loop(people, 1, (0.0, 0.5), "warm-up")
+    chats = [p for p in PHASES[:3] if only is None or p in only]
+    people = []
+    if chats:
+        people_count = max(*mode.levels, *mode.ttft_levels)
+        users = figures.make_users("bench-user-", people_count)
+        figures.log(f"logging {people_count} people in through the login form")
+        people = figures.log_in(stack, users, parallel=2 * stack.web_processes)
+        figures.open_chats(people, 1)
+        figures.log("warm-up: one message per person (not measured)")
+        stack.simulator_control(reset=True, latency=mode.latency, token_delay=0)
+        figures._conversation_loop(people, 1, (0.0, 0.5), "warm-up")
     results = {}
     for phase in PHASES:
         if only is None or phase in only:

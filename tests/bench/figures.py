@@ -624,24 +624,24 @@ def _load_completions_sql(first: int, last: int) -> None:
                 error_type, error_message, attempts, latency_ms, queued_at, available_at,
                 started_at, finished_at, claim_token, lease_expires_at, stop_requested,
                 price_id, cost, currency, reserved_tokens, reserved_cost, budget_settled)
-            SELECT o.conversation_id, o.user_id, NULL, (ARRAY[{models}])[1 + g % 4], '{{}}',
-                CASE WHEN g % 50 = 0 THEN 'failed' ELSE 'succeeded' END,
+            SELECT o.conversation_id, o.user_id, NULL, (ARRAY[{models}])[(1 + g %% 4)::int], '{{}}',
+                CASE WHEN g %% 50 = 0 THEN 'failed' ELSE 'succeeded' END,
                 'chatcmpl-bench-' || g, NULL, '', 'chat.completion', '[]',
-                CASE WHEN g % 50 = 0 THEN NULL ELSE v.pt END,
-                CASE WHEN g % 50 = 0 THEN NULL ELSE v.ct END,
-                CASE WHEN g % 50 = 0 THEN NULL ELSE v.pt + v.ct END,
-                g % 97 = 0, 200, '', '', 1, 700, v.ts, v.ts, v.ts, v.ts + interval '1 second',
+                CASE WHEN g %% 50 = 0 THEN NULL ELSE v.pt END,
+                CASE WHEN g %% 50 = 0 THEN NULL ELSE v.ct END,
+                CASE WHEN g %% 50 = 0 THEN NULL ELSE v.pt + v.ct END,
+                g %% 97 = 0, 200, '', '', 1, 700, v.ts, v.ts, v.ts, v.ts + interval '1 second',
                 NULL, NULL, false, NULL,
-                CASE WHEN g % 50 = 0 OR g % 211 = 0 THEN NULL
+                CASE WHEN g %% 50 = 0 OR g %% 211 = 0 THEN NULL
                      ELSE round((v.pt * 0.15 + v.ct * 0.6) / 1000000.0, 8) END,
-                CASE WHEN g % 50 = 0 OR g % 211 = 0 THEN '' ELSE 'USD' END, 0, 0, true
-            FROM generate_series(%s, %s) AS g
+                CASE WHEN g %% 50 = 0 OR g %% 211 = 0 THEN '' ELSE 'USD' END, 0, 0, true
+            FROM generate_series(%s::bigint, %s::bigint) AS g
             CROSS JOIN LATERAL (
-                SELECT 20 + (g * 7919) % 1500 AS pt, 10 + (g * 104729) % 800 AS ct,
-                       now() - ((g::bigint * 2654435761) % ({DAYS} * 86400)) * interval '1 second'
+                SELECT 20 + (g * 7919) %% 1500 AS pt, 10 + (g * 104729) %% 800 AS ct,
+                       now() - ((g * 2654435761) %% ({DAYS} * 86400)) * interval '1 second'
                        AS ts
             ) AS v
-            JOIN bench_owner o ON o.k = g % {REPORT_USERS}
+            JOIN bench_owner o ON o.k = g %% {REPORT_USERS}
             """,
             [first, last],
         )

@@ -23,7 +23,7 @@ class Target:
 
 def _ms(value: float) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return "n/a"
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
 
 
@@ -100,7 +100,7 @@ def _level(levels: list[dict], key: str, value: int) -> dict | None:
 
 def _check(name: str, limit: float, value: float, unit: str, text: str) -> Target:
     if value is None or math.isnan(value):
-        return Target(name, text, "–", None)
+        return Target(name, text, "n/a", None)
     met = value < limit
     miss = "" if met else f"by {value - limit:,.0f} {unit} ({value / limit:.1f}x the limit)"
     return Target(name, text, f"{value:,.0f} {unit}", met, miss)
