@@ -33,21 +33,7 @@ from .models import (
 admin.site.site_header = _("chatsite administration")
 admin.site.site_title = _("chatsite admin")
 
-CONTENT_FIELDS = (
-    "owner",
-    "title",
-    "model",
-    "system_prompt",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "n",
-    "stop",
-    "presence_penalty",
-    "frequency_penalty",
-    "created_at",
-    "last_activity_at",
-)
+CONTENT_FIELDS = ("owner", "title", *services.PARAMETER_FIELDS, "created_at", "last_activity_at")
 
 
 def _download(body: str, *, content_type: str, extension: str) -> HttpResponse:
@@ -146,16 +132,7 @@ class ConversationAdmin(AuditedReadMixin, admin.ModelAdmin):
             _("Parameters"),
             {
                 "classes": ("collapse",),
-                "fields": (
-                    "system_prompt",
-                    "temperature",
-                    "top_p",
-                    "max_tokens",
-                    "n",
-                    "stop",
-                    "presence_penalty",
-                    "frequency_penalty",
-                ),
+                "fields": tuple(f for f in services.PARAMETER_FIELDS if f != "model"),
             },
         ),
     )

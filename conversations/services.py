@@ -28,17 +28,8 @@ from .models import Completion, Conversation, Message, ModelPrice
 logger = logging.getLogger(__name__)
 
 TITLE_LENGTH = 60
-PARAMETER_FIELDS = (
-    "model",
-    "system_prompt",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "n",
-    "stop",
-    "presence_penalty",
-    "frequency_penalty",
-)
+# A conversation's settings: the model, its system prompt and the contract's parameters.
+PARAMETER_FIELDS = ("model", "system_prompt", *client.PARAMETERS)
 
 
 class ConversationBusy(ValidationError):
