@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from .load import Browser, Reply, call_upstream, run_concurrently
-from .stack import MemorySampler, Stack
+from .stack import CpuMeter, MemorySampler, Stack
 
 PASSWORD = "bench-password-1"
 # How browsers follow a reply: "page" (as the pending partial says), "sse" or "poll".
@@ -266,7 +266,10 @@ def overhead(stack: Stack, mode: Mode, people: list[Person]) -> dict[str, Any]:
         rounds = mode.rounds[users]
         log(f"overhead: {users} user(s) x {rounds} messages, upstream latency {mode.latency}s")
         stack.simulator_control(reset=True, latency=mode.latency, token_delay=0)
+        meter = CpuMeter(stack)
+        before = meter.snapshot()
         replies = _conversation_loop(people[:users], rounds, mode.think, f"overhead{users}")
+        cpu = meter.cores(before, meter.snapshot())
         stack.check_alive()
         matched = _line_up(replies, stack.simulator_timings())
         overheads = [
@@ -296,6 +299,7 @@ def overhead(stack: Stack, mode: Mode, people: list[Person]) -> dict[str, Any]:
                 "baseline": summary(baseline),
                 "baseline_failures": [c.error for c in calls if c.error],
                 "breakdown": breakdown,
+                "cpu": cpu,
             }
         )
     return {"latency": mode.latency, "think": mode.think, "levels": levels}
@@ -417,6 +421,8 @@ def in_flight(stack: Stack, mode: Mode, people: list[Person]) -> dict[str, Any]:
     pids = {"web": stack.web_pids, "worker": [stack.process("worker").pid]}
     with MemorySampler(pids) as idle:
         time.sleep(0.3)
+    meter = CpuMeter(stack)
+    before = meter.snapshot()
     started = time.monotonic()
     with MemorySampler(pids) as memory:
         probes = [
@@ -429,6 +435,7 @@ def in_flight(stack: Stack, mode: Mode, people: list[Person]) -> dict[str, Any]:
         for thread in probes:
             thread.join()
     wall = time.monotonic() - started
+    cpu = meter.cores(before, meter.snapshot())
     stack.check_alive()
     timings = stack.simulator_timings()
     return {
@@ -442,6 +449,7 @@ def in_flight(stack: Stack, mode: Mode, people: list[Person]) -> dict[str, Any]:
         "end_to_end": summary([r.visible - r.sent for r in replies if r.ok]),
         "page": summary(page_times),
         "page_errors": page_errors,
+        "cpu": cpu,
         "memory": {
             "web_peak_mb": memory.peak_kb["web"] / 1024,
             "worker_peak_mb": memory.peak_kb["worker"] / 1024,

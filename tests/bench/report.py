@@ -177,6 +177,70 @@ def targets(results: dict[str, Any]) -> list[Target]:
     return found
 
 
+def _cpu_table(cpu: dict[str, float], during: str, cores: str) -> str:
+    rows = [
+        f"CPU during {during} (average cores busy, of {cores}):\n",
+        "| Part | Cores |",
+        "|---|---|",
+    ]
+    for name, value in cpu.items():
+        if name != "machine":
+            rows.append(f"| {name} | {value:.2f} |")
+    rows.append(f"| **whole machine** | **{cpu['machine']:.2f}** |")
+    return "\n".join(rows) + "\n"
+
+
+# Why a target is missed and what would close it: the findings behind each figure,
+# shown under the table only when that run misses the target.
+WHY = {
+    "Overhead": (
+        "Each reply costs far more than the upstream call, and at 50 people on 2 cores the "
+        "CPU is saturated (see the CPU table under figure 1), so every step queues. Even for "
+        "one person (first row) the path costs far more than the baseline: the send (lock, "
+        "history, two inserts, budget reservation, broker publish), the worker's claim, its "
+        "save after the stream, and "
+        "after the `done` event a second request for the finished reply (session, user, "
+        "completion and messages queries plus Markdown rendering), while the page also "
+        "polls every 2 s beside its event stream. The worker reconnects to PostgreSQL for "
+        "each of its steps because it closes its connection before every wait. What would "
+        "close it: a bounded connection pool (Django's `OPTIONS['pool']`, psycopg-pool) "
+        "instead of a new connection per step; the finished reply rendered into the `done` "
+        "event instead of fetched again; no fallback poll while the event stream is open; "
+        "and a machine not shared with other jobs (see the background load)."
+    ),
+    "in flight": (
+        "PostgreSQL runs out of connections (`FATAL: sorry, too many clients already`, "
+        "max_connections 100): every open event stream keeps the database connection its "
+        "ownership check opened until the stream ends (Django closes it at request end), "
+        "and the worker's threads each open their own when 200 replies are claimed at once. "
+        "Sends, claims and pages then fail with HTTP 500, and replies whose claim failed "
+        "wait for the sweep. What would close it: in `live.completion_events`, close the "
+        "connection after the ownership check (and after each database look-up) when Redis "
+        "carries the text; a bounded pool for web and worker so threads wait for a "
+        "connection rather than fail (or PgBouncer); then size the worker's concurrency to "
+        "the replies in flight."
+    ),
+    "Chat page p95": (
+        "Follows from the failed in-flight phase: pages wait for database connections and "
+        "for a CPU saturated by the retries; see the row above."
+    ),
+    "Chat page, 200": (
+        "Rendering, not SQL (the query count is constant): every assistant message is "
+        "rendered from Markdown and sanitized (markdown-it, nh3, Pygments) on every view, "
+        "about 0.8 ms each, so 100 replies cost about 85 ms and 1,000 replies half a "
+        "second. What would close it: keep the sanitized HTML of a finished reply (stored "
+        "when it is saved, or cached by message id and content), and show the latest turns "
+        "with a 'load earlier' link."
+    ),
+    "All-users": "The aggregate scans every completion of the range; see figure 4.",
+    "Worker": "Thread stacks and per-thread connections; see figure 5.",
+}
+
+
+def _why(target: Target) -> str:
+    return next((text for key, text in WHY.items() if key in target.name), "")
+
+
 def _mark(target: Target) -> str:
     if target.met is None:
         return "not measured"
@@ -200,10 +264,15 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     add("|---|---|---|---|")
     for target in targets(results):
         add(f"| {target.name} | {target.limit} | {target.measured} | {_mark(target)} |")
-    if meta.get("notes"):
-        add("")
-        for note in meta["notes"]:
-            add(f"- {note}")
+    missed = [t for t in targets(results) if t.met is False]
+    if missed:
+        add("\n### Why the missed targets are missed, and what would close them\n")
+        seen = set()
+        for target in missed:
+            why = _why(target)
+            if why and why not in seen:
+                seen.add(why)
+                add(f"- **{target.name}** ({target.miss}): {why}")
     add("")
 
     add("## Machine and configuration\n")
@@ -214,6 +283,11 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
         ("CPU", f"{m['cpu']}, {m['cores']} cores available"),
         ("Memory", m["ram"]),
         ("OS, Python", f"{m['os']}, Python {m['python']}"),
+        (
+            "Background load",
+            f"{meta['background']:.2f} cores busy in the 3 s before the run (other jobs on "
+            'the machine; their share during the run is in the CPU tables\' "other" row)',
+        ),
         ("Database", cfg["database"]),
         ("Broker, live replies", f"{cfg['broker']}; {cfg['live']}"),
         ("Web", cfg["web"]),
@@ -251,6 +325,10 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             f"{lat(level['overhead'])} | {lat(level['baseline'])} | "
             f"{lat(level['end_to_end'])} | {lat(level['upstream'])} |"
         )
+    for level in overhead["levels"]:
+        if level["failures"]:
+            reasons = "; ".join(sorted(set(level["failures"]))[:5])
+            add(f"\nFailed sends at {level['users']} users: {reasons}")
     top = overhead["levels"][-1]
     add(f"\nWhere the time goes at {top['users']} users (p50 / p95 / p99, one machine's clock):\n")
     add("| Step | Time |")
@@ -258,6 +336,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     for step, stats in top["breakdown"].items():
         add(f"| {step} | {lat(stats)} |")
     add("")
+    add(_cpu_table(top["cpu"], f"the {top['users']}-user level", meta["machine"]["cores"]))
 
     ttft = results["first_token"]
     add("## Time to first token (streaming)\n")
@@ -292,6 +371,8 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     add(f"| Chat page during the load ({flight['page']['n']} loads) | {lat(flight['page'])} |")
     add(f"| Page errors | {len(flight['page_errors'])} |")
     add(f"| Phase wall time | {flight['wall_seconds']:.1f} s |")
+    add("")
+    add(_cpu_table(flight["cpu"], "this phase", meta["machine"]["cores"]))
     if flight["failures"]:
         add("\nFailures (first five): " + "; ".join(sorted(set(flight["failures"]))[:5]))
     add("")

@@ -391,3 +391,62 @@ class MemorySampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+# --- CPU ---
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _machine_busy_ticks() -> int:
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return sum(values) - values[3] - values[4]  # all but idle and iowait
+
+
+class CpuMeter:
+    """CPU seconds used by each part of the stack (process trees), this process (the load
+    generator) and the whole machine, between two snapshots."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.groups = {
+            "web": stack.web_pids,
+            "worker": [stack.process("worker").pid],
+            "simulator": [stack.process("simulator").pid],
+        }
+
+    def snapshot(self) -> dict[str, float]:
+        tree = _children()
+        taken = {}
+        for name, roots in self.groups.items():
+            ticks, todo = 0, list(roots)
+            while todo:
+                pid = todo.pop()
+                ticks += _cpu_ticks(pid)
+                todo.extend(tree.get(pid, []))
+            taken[name] = ticks / TICKS
+        taken["load generator"] = _cpu_ticks(os.getpid()) / TICKS
+        taken["machine"] = _machine_busy_ticks() / TICKS
+        taken["at"] = time.monotonic()
+        return taken
+
+    @staticmethod
+    def cores(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        """Average cores busy per part over the interval; the rest of the machine's busy
+        time (PostgreSQL, Redis, the kernel) as "other"."""
+        wall = after["at"] - before["at"]
+        used = {k: (after[k] - before[k]) / wall for k in before if k not in ("at", "machine")}
+        used["other (PostgreSQL, Redis, kernel)"] = max(
+            0.0, (after["machine"] - before["machine"]) / wall - sum(used.values())
+        )
+        used["machine"] = (after["machine"] - before["machine"]) / wall
+        return used
