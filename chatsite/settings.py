@@ -112,6 +112,15 @@ DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqli
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0))
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool("DB_POOL", True):
+    # A bounded pool per process: hundreds of worker threads and open reply streams
+    # borrow a connection for each step instead of opening (or exhausting) their own.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": envint("DB_POOL_MIN_SIZE", 2),
+        "max_size": envint("DB_POOL_MAX_SIZE", 16),
+        "timeout": envfloat("DB_POOL_TIMEOUT", 30.0),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let the web server and the worker share one file.
     DATABASES["default"]["OPTIONS"] = {
@@ -184,6 +193,8 @@ STREAM_REDIS_DB_FLUSH_INTERVAL = envfloat("STREAM_REDIS_DB_FLUSH_INTERVAL", 1.0)
 STREAM_STOP_CHECK_INTERVAL = envfloat("STREAM_STOP_CHECK_INTERVAL", 0.25)
 # How often the web process looks for new text when Redis is not in use.
 STREAM_POLL_INTERVAL = envfloat("STREAM_POLL_INTERVAL", 0.05)
+# At most one text event per reply stream this often (each re-renders the whole reply).
+STREAM_EVENT_MIN_INTERVAL = envfloat("STREAM_EVENT_MIN_INTERVAL", 0.1)
 
 # --- Completions: retries, leases and the sweep that recovers lost work ---
 COMPLETION_MAX_ATTEMPTS = envint("COMPLETION_MAX_ATTEMPTS", 5)

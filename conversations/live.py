@@ -18,6 +18,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
@@ -26,6 +27,7 @@ from django.views.decorators.http import require_POST
 from . import selectors, services, streams
 from .models import Completion, Message
 from .rendering import render_markdown
+from .views import render_ended
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +50,20 @@ async def completion_events(request: HttpRequest, pk: int, cid: int) -> HttpResp
     user = await request.auser()
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
-    completion = await sync_to_async(selectors.get_completion_for_user)(user, pk, cid)
+    completion = await sync_to_async(_completion_for)(user, pk, cid)
     source = _redis_events if streams.redis_client() is not None else _database_events
-    response = StreamingHttpResponse(source(completion), content_type="text/event-stream")
+    response = StreamingHttpResponse(source(request, completion), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not hold events back
     return response
+
+
+def _completion_for(user, pk: int, cid: int) -> Completion:
+    completion = selectors.get_completion_for_user(user, pk, cid)
+    if streams.redis_client() is not None:
+        # The stream may stay open for minutes: hold no database connection meanwhile.
+        connection.close()
+    return completion
 
 
 @login_required
@@ -106,23 +116,44 @@ def _status_event(state: str) -> str:
     return sse("status", html.strip())
 
 
-async def _database_events(completion: Completion) -> AsyncIterator[str]:
+async def _done_event(request: HttpRequest, completion_id: int) -> str:
+    """The last event: the ended reply's HTML, which the page swaps in for the live one."""
+    html = await sync_to_async(_render_ended)(request, completion_id)
+    return sse("done", html)
+
+
+def _render_ended(request: HttpRequest, completion_id: int) -> str:
+    completion = Completion.objects.select_related("conversation", "request_message").get(
+        pk=completion_id
+    )
+    try:
+        return render_ended(request, completion)
+    finally:
+        if streams.redis_client() is not None:
+            connection.close()
+
+
+async def _database_events(request: HttpRequest, completion: Completion) -> AsyncIterator[str]:
     sent: dict[int, str] = {}
     sent_state = None  # the page may show an older state than the one at connection time
     started = last_beat = time.monotonic()
+    last_text = 0.0
     while True:
         now = await _snapshot(completion.pk)
         if now.active and now.live_state != sent_state:
             sent_state = now.live_state
             yield _status_event(now.live_state)
-        for index, text in now.contents.items():
-            if text and sent.get(index) != text:
-                sent[index] = text
-                yield _text_event(index, text)
-        if not now.active:
-            yield sse("done", now.status)
-            return
         moment = time.monotonic()
+        # Each event re-renders the whole reply: at most one per interval (the first at once).
+        if now.active and moment - last_text >= settings.STREAM_EVENT_MIN_INTERVAL:
+            for index, text in now.contents.items():
+                if text and sent.get(index) != text:
+                    sent[index] = text
+                    last_text = moment
+                    yield _text_event(index, text)
+        if not now.active:
+            yield await _done_event(request, completion.pk)
+            return
         if moment - started > MAX_STREAM_SECONDS:
             return
         if moment - last_beat > HEARTBEAT_SECONDS:
@@ -143,7 +174,7 @@ def _redis():
     return _async_redis
 
 
-async def _redis_events(completion: Completion) -> AsyncIterator[str]:
+async def _redis_events(request: HttpRequest, completion: Completion) -> AsyncIterator[str]:
     """Replay the reply's stream from its start, then follow it until its end entry."""
     redis = _redis()
     key = streams.stream_key(completion.pk)
@@ -152,23 +183,26 @@ async def _redis_events(completion: Completion) -> AsyncIterator[str]:
     if completion.is_active:
         yield _status_event(completion.live_state)
     started = time.monotonic()
+    last_text = 0.0
     while time.monotonic() - started < MAX_STREAM_SECONDS:
+        wait = settings.STREAM_EVENT_MIN_INTERVAL - (time.monotonic() - last_text)
+        if wait > 0:
+            # Let deltas gather: one render per interval however fast tokens come.
+            await asyncio.sleep(wait)
         try:
             batches = await redis.xread({key: last_id}, block=int(HEARTBEAT_SECONDS * 1000))
         except Exception:  # Redis gone: the database still has the text
             logger.warning("Redis unavailable for reply %s; reading the database", completion.pk)
-            async for event in _database_events(completion):
+            async for event in _database_events(request, completion):
                 yield event
             return
         if not batches:
             # Nothing for a while: the reply may have ended before its stream began
             # (or the stream expired); the database knows.
             now = await _snapshot(completion.pk)
+            await sync_to_async(connection.close)()
             if not now.active:
-                for index, text in now.contents.items():
-                    if text and contents.get(index) != text:
-                        yield _text_event(index, text)
-                yield sse("done", now.status)
+                yield await _done_event(request, completion.pk)
                 return
             yield ": keep-alive\n\n"
             continue
@@ -188,8 +222,10 @@ async def _redis_events(completion: Completion) -> AsyncIterator[str]:
                 changed.add(index)
         if state is not None:
             yield _status_event(state)
-        for index in sorted(changed):
-            yield _text_event(index, contents[index])
+        if changed and ended is None:
+            last_text = time.monotonic()
+            for index in sorted(changed):
+                yield _text_event(index, contents[index])
         if ended is not None:
-            yield sse("done", ended)
+            yield await _done_event(request, completion.pk)
             return

@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
@@ -191,11 +192,23 @@ def completion_poll(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
             "streamed": list(completion.messages.all()),
         }
         return render(request, _partial("pending"), context)
-    if completion.status == Completion.Status.FAILED:
-        context = {"conversation": conversation, "failed": completion}
-        return render(request, _partial("failed"), context, status=HTMX_STOP_POLLING)
-    context = {"conversation": conversation, "reply": selectors.completion_reply(completion)}
-    return render(request, _partial("reply"), context, status=HTMX_STOP_POLLING)
+    return render(request, _partial("ended"), ended_context(completion), status=HTMX_STOP_POLLING)
+
+
+def ended_context(completion: Completion) -> dict:
+    """What an ended completion shows: its reply (partial text too, when a stream broke),
+    and for a failure the error with its Retry button."""
+    reply = selectors.completion_reply(completion)
+    return {
+        "conversation": completion.conversation,
+        "reply": reply if reply.choices else None,
+        "failed": completion if completion.status == Completion.Status.FAILED else None,
+    }
+
+
+def render_ended(request: HttpRequest, completion: Completion) -> str:
+    """The ended completion's HTML, for the `done` event of its reply stream."""
+    return render_to_string(_partial("ended"), ended_context(completion), request=request)
 
 
 @login_required

@@ -95,7 +95,7 @@ def test_the_first_words_arrive_before_the_reply_is_complete(chat):
     stack.simulator.control(token_delay=0.08)
     completion = start_reply(chat, "Stream this to me")
     stream = open_events(chat, completion)
-    seen = []
+    seen, done = [], None
     for event, data in events(stream):
         if event == "text-0" and not seen:
             completion.refresh_from_db()
@@ -103,12 +103,14 @@ def test_the_first_words_arrive_before_the_reply_is_complete(chat):
         if event == "text-0":
             seen.append(visible_text(data))
         if event == "done":
-            assert data == "succeeded"
+            done = data
             break
     reply = Message.objects.get(completion=completion)
     assert len(seen) > 3
-    assert seen[-1] == reply.content  # the last event is the whole reply, once
     assert all(reply.content.startswith(part) for part in seen)
+    # The last event is the ended reply as the page shows it: the whole text, once.
+    assert 'data-role="assistant"' in done
+    assert visible_text(done).count(reply.content) == 1
 
 
 def test_a_reader_that_comes_back_mid_reply_gets_all_of_it_exactly_once(chat):
@@ -123,11 +125,12 @@ def test_a_reader_that_comes_back_mid_reply_gets_all_of_it_exactly_once(chat):
         if len(before) == 3:
             break
     first.close()  # the page is reloaded
-    second = open_events(chat, completion)
-    after = [visible_text(d) for e, d in events(second) if e == "text-0"]
+    second = list(events(open_events(chat, completion)))
+    after = [visible_text(d) for e, d in second if e == "text-0"]
+    done = next(d for e, d in second if e == "done")
     reply = Message.objects.get(completion=completion)
     assert after[0].startswith(before[-1])  # resumes with everything so far
-    assert after[-1] == reply.content
+    assert visible_text(done).count(reply.content) == 1
     assert reply.content.count("Survive a reload") == 1
 
 
@@ -146,10 +149,11 @@ def test_stop_ends_the_upstream_call_and_keeps_the_partial_text(chat):
         timeout=2,
         what="the upstream connection to close",
     )
-    done = [d for e, d in stream if e == "done"]
-    assert done == ["stopped"]
+    [done] = [d for e, d in stream if e == "done"]
     reply = Message.objects.get(completion=completion)
     assert reply.status == Message.Status.STOPPED and reply.content
+    assert "Stopped before the end." in done
+    assert reply.content in visible_text(done)
 
 
 def test_events_of_another_users_reply_are_404(chat):

@@ -281,7 +281,7 @@ def test_sending_with_htmx_shows_the_message_and_a_polling_reply(
     assert f'hx-get="{poll}"' in page
     events = reverse("completion_events", args=[conversation.pk, completion.pk])
     assert f'sse-connect="{events}"' in page
-    assert 'hx-trigger="sse:done, every 2s"' in page
+    assert 'sse-swap="done"' in page and 'hx-trigger="every 2s"' in page
     # A fresh composer replaces the one that was sent.
     assert 'id="composer"' in page
     assert enqueued.ids == [completion.pk]

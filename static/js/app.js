@@ -179,6 +179,14 @@
     const pending = event.target.closest && event.target.closest(".reply-pending");
     if (pending) pending.dataset.sseFailed = "true";
   });
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    // While the event stream works it brings everything: skip the fallback poll.
+    const elt = event.detail.elt;
+    if (elt.classList && elt.classList.contains("reply-pending") && window.EventSource
+        && !elt.dataset.sseFailed && event.detail.requestConfig.verb === "get") {
+      event.preventDefault();
+    }
+  });
   document.addEventListener("htmx:configRequest", function (event) {
     // Without a working event stream the poll must bring the growing text along.
     const pending = event.detail.elt.closest && event.detail.elt.closest(".reply-pending");
