@@ -6,6 +6,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 
@@ -85,6 +86,8 @@ class Message(models.Model):
     )
     role = models.CharField(_("role"), max_length=16, choices=Role.choices)
     content = models.TextField(_("content"), blank=True)
+    # The sanitized HTML of a finished reply, made once when it is saved (pages read it).
+    html = models.TextField(blank=True, editable=False)
     # Order in the conversation; the choices of one reply share a position.
     position = models.PositiveIntegerField(_("position"))
     status = models.CharField(
@@ -113,6 +116,14 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
+
+    def rendered(self) -> SafeString:
+        """The reply as sanitized HTML: the stored copy, or rendered now for older rows."""
+        from .rendering import localize, render_markdown
+
+        if self.html:
+            return localize(self.html)
+        return render_markdown(self.content)
 
 
 class ModelPrice(models.Model):

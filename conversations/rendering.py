@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from functools import cache
 
 import nh3
+from django.utils import translation
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
@@ -66,9 +67,10 @@ def _code_block(code: str, language: str) -> str:
             lexer = None
     body = highlight(code, lexer, _formatter()) if lexer else escapeHtml(code)
     label = f'<span class="codeblock-lang">{escapeHtml(language)}</span>'
+    copy = escapeHtml(_("Copy"))
     return (
         '<div class="codeblock"><div class="codeblock-bar">'
-        f'{label}<button class="copy-code">{escapeHtml(_("Copy"))}</button></div>'
+        f'{label}<button class="copy-code">{copy}</button></div>'
         f'<pre class="highlight"><code>{body}</code></pre></div>\n'
     )
 
@@ -110,6 +112,26 @@ def render_markdown(text: str) -> SafeString:
         set_tag_attribute_values={"button": {"type": "button"}},
     )
     return mark_safe(clean)  # noqa: S308 - sanitized by nh3 just above
+
+
+COPY_BUTTON = '<button class="copy-code" type="button">{}</button>'
+
+
+def render_markdown_for_storage(text: str) -> str:
+    """Sanitized HTML to keep with a message: rendered once, in English; `localize` puts
+    the reader's language into it when it is shown."""
+    with translation.override("en"):
+        return str(render_markdown(text))
+
+
+def localize(stored_html: str) -> SafeString:
+    """Stored HTML (from render_markdown_for_storage) in the active language."""
+    label = _("Copy")
+    if label != "Copy":
+        stored_html = stored_html.replace(
+            COPY_BUTTON.format("Copy"), COPY_BUTTON.format(escapeHtml(label))
+        )
+    return mark_safe(stored_html)  # noqa: S308 - sanitized before it was stored
 
 
 def render_plain(text: str) -> SafeString:

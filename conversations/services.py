@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 
 from . import budgets, client, streams
 from .models import Completion, Conversation, Message, ModelPrice
+from .rendering import render_markdown_for_storage
 
 logger = logging.getLogger(__name__)
 
@@ -500,6 +501,7 @@ def _save_result(
         for order, choice in enumerate(sorted(response.choices, key=lambda c: c.index)):
             fields = {
                 "content": choice.content,
+                "html": render_markdown_for_storage(choice.content),
                 "finish_reason": choice.finish_reason or "",
                 "status": message_status,
             }

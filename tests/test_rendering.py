@@ -75,3 +75,28 @@ def test_plain_text_is_escaped_with_line_breaks():
 def test_empty_text_renders_empty():
     assert render_markdown("") == ""
     assert render_plain("") == ""
+
+
+def test_a_saved_reply_keeps_its_sanitized_html(alice, simulator, enqueued, send):
+    from conversations import services
+    from conversations.models import Message
+
+    conversation = services.conversation_create(owner=alice)
+    send(conversation, "/echo **bold** <img src=x onerror=alert(1)>\n\n```python\nx = 1\n```")
+    enqueued.drain()
+    reply = Message.objects.get(role="assistant")
+    assert "<strong>bold</strong>" in reply.html
+    assert "<img" not in reply.html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in reply.html  # shown as text
+    assert str(reply.rendered()) == reply.html  # shown as stored, not rendered again
+
+
+def test_stored_html_shows_the_copy_button_in_the_readers_language():
+    from django.utils import translation
+
+    from conversations.rendering import localize, render_markdown_for_storage
+
+    stored = render_markdown_for_storage("```\ncode\n```")
+    assert ">Copy</button>" in stored
+    with translation.override("zh-hans"):
+        assert ">复制</button>" in localize(stored)
