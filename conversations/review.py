@@ -37,7 +37,7 @@ from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext as _
 
 from .models import AuditEvent, Completion, Conversation, Message
-from .rendering import render_markdown, render_plain
+from .rendering import render_plain
 
 REVIEWER_GROUP = "Reviewer"
 REVIEW_PERMISSION = "conversations.review_conversation"
@@ -175,7 +175,7 @@ class Entry:
 def message_html(message: Message) -> SafeString:
     """A message as the chat page shows it: model output as sanitized Markdown."""
     if message.role == Message.Role.ASSISTANT:
-        return render_markdown(message.content)
+        return message.rendered()
     return render_plain(message.content)
 
 
