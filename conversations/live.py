@@ -184,19 +184,23 @@ async def _redis_events(request: HttpRequest, completion: Completion) -> AsyncIt
         yield _status_event(completion.live_state)
     started = time.monotonic()
     last_text = 0.0
+    unsent: set[int] = set()  # choices with text not yet sent
     while time.monotonic() - started < MAX_STREAM_SECONDS:
-        wait = settings.STREAM_EVENT_MIN_INTERVAL - (time.monotonic() - last_text)
-        if wait > 0:
-            # Let deltas gather: one render per interval however fast tokens come.
-            await asyncio.sleep(wait)
+        if unsent:
+            # Text is waiting for its turn: wake at the end of the interval at the latest,
+            # or at once for the end entry (one render per interval, however fast tokens come).
+            gap = settings.STREAM_EVENT_MIN_INTERVAL - (time.monotonic() - last_text)
+            block = max(1, int(gap * 1000))
+        else:
+            block = int(HEARTBEAT_SECONDS * 1000)
         try:
-            batches = await redis.xread({key: last_id}, block=int(HEARTBEAT_SECONDS * 1000))
+            batches = await redis.xread({key: last_id}, block=block)
         except Exception:  # Redis gone: the database still has the text
             logger.warning("Redis unavailable for reply %s; reading the database", completion.pk)
             async for event in _database_events(request, completion):
                 yield event
             return
-        if not batches:
+        if not batches and not unsent:
             # Nothing for a while: the reply may have ended before its stream began
             # (or the stream expired); the database knows.
             now = await _snapshot(completion.pk)
@@ -206,7 +210,6 @@ async def _redis_events(request: HttpRequest, completion: Completion) -> AsyncIt
                 return
             yield ": keep-alive\n\n"
             continue
-        changed: set[int] = set()
         ended = state = None
         for _key, entries in batches:
             for entry_id, fields in entries:
@@ -219,13 +222,14 @@ async def _redis_events(request: HttpRequest, completion: Completion) -> AsyncIt
                     continue
                 index = int(fields["i"])
                 contents[index] = contents.get(index, "") + fields["d"]
-                changed.add(index)
-        if state is not None:
-            yield _status_event(state)
-        if changed and ended is None:
-            last_text = time.monotonic()
-            for index in sorted(changed):
-                yield _text_event(index, contents[index])
+                unsent.add(index)
         if ended is not None:
             yield await _done_event(request, completion.pk)
             return
+        if state is not None:
+            yield _status_event(state)
+        if unsent and time.monotonic() - last_text >= settings.STREAM_EVENT_MIN_INTERVAL:
+            last_text = time.monotonic()
+            for index in sorted(unsent):
+                yield _text_event(index, contents[index])
+            unsent.clear()

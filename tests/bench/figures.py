@@ -490,6 +490,7 @@ def seed_conversation(owner, size: int):
 
     from conversations import services
     from conversations.models import Completion, Message
+    from conversations.rendering import render_markdown_for_storage
 
     conversation = services.conversation_create(owner=owner, title=f"{size} messages")
     turns = size // 2
@@ -530,6 +531,8 @@ def seed_conversation(owner, size: int):
                 conversation=conversation,
                 role=Message.Role.ASSISTANT,
                 content=ASSISTANT_TEXT.format(i=t),
+                # As the worker saves a reply: with its sanitized HTML made once.
+                html=render_markdown_for_storage(ASSISTANT_TEXT.format(i=t)),
                 position=2 * t + 1,
                 completion=completion,
                 choice_index=0,

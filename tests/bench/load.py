@@ -2,8 +2,8 @@
 
 Each browser does what `templates/conversations/chat.html` makes htmx do: POST the
 composer with `HX-Request: true`, read the pending reply out of the returned partial,
-then follow it the way that partial says: its Server-Sent Events (`sse-connect`) with
-the slow fallback poll beside them and the final fetch on `done`, or, without
+then follow it the way that partial says: its Server-Sent Events (`sse-connect`) up to
+the `done` event that carries the ended reply (polling only if the stream fails), or, without
 `sse-connect`, its poll alone (`hx-get` every N, until the answer is 286).
 """
 
@@ -186,27 +186,15 @@ class Browser:
         deadline: float,
     ) -> None:
         """What the pending partial does with htmx's SSE extension: show each `text-<i>`
-        event, poll every `interval` beside it (the fallback), and on `done` fetch the
-        finished reply (the `sse:done` trigger), which is when the reply is visible."""
-        stop = threading.Event()
-
-        def fallback_poll() -> None:
-            while not stop.wait(interval):
-                if self._poll(poll_url, params, reply):
-                    return
-
-        poller = threading.Thread(target=fallback_poll, daemon=True)
-        poller.start()
-        try:
-            done = self._read_events(url, reply, deadline)
-        finally:
-            stop.set()
-        poller.join()
+        event and swap in the `done` event's HTML, the ended reply, which is when it is
+        visible. Only if the stream fails does the page fall back to polling."""
+        done = self._read_events(url, reply, deadline)
         if done and reply.visible is None:
-            self._poll(poll_url, params, reply)
+            reply.visible = reply.done
+            reply.visible_wall = time.time()
         if reply.visible is None and not reply.error:
-            # The stream broke off or the final fetch came too early: keep polling.
-            self._follow_poll(poll_url, params, interval, reply, deadline)
+            # The stream broke off: the page polls for the text and the end instead.
+            self._follow_poll(poll_url, {}, interval, reply, deadline)
 
     def _read_events(self, url: str, reply: Reply, deadline: float) -> bool:
         """Read the event stream until `done` (True) or it fails (False)."""
@@ -233,6 +221,7 @@ class Browser:
                         reply.first_text = time.monotonic()
                     elif event == "done":
                         reply.done = time.monotonic()
+                        reply.final_status = "failed" if "reply-failed" in data else "succeeded"
                         return True
         return False
 
