@@ -138,8 +138,12 @@ async def _database_events(request: HttpRequest, completion: Completion) -> Asyn
     sent_state = None  # the page may show an older state than the one at connection time
     started = last_beat = time.monotonic()
     last_text = 0.0
+    pooled = connection.vendor != "sqlite"
     while True:
         now = await _snapshot(completion.pk)
+        if pooled:
+            # Give the connection back between looks: many streams share a small pool.
+            await sync_to_async(connection.close)()
         if now.active and now.live_state != sent_state:
             sent_state = now.live_state
             yield _status_event(now.live_state)
@@ -170,7 +174,10 @@ def _redis():
     if _async_redis is None:
         import redis.asyncio
 
-        _async_redis = redis.asyncio.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+        # A blocking XREAD waits up to a heartbeat: the socket must wait longer than that.
+        _async_redis = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL, decode_responses=True, socket_timeout=HEARTBEAT_SECONDS + 10
+        )
     return _async_redis
 
 
@@ -196,7 +203,9 @@ async def _redis_events(request: HttpRequest, completion: Completion) -> AsyncIt
         try:
             batches = await redis.xread({key: last_id}, block=block)
         except Exception:  # Redis gone: the database still has the text
-            logger.warning("Redis unavailable for reply %s; reading the database", completion.pk)
+            logger.warning(
+                "Redis unavailable for reply %s; reading the database", completion.pk, exc_info=True
+            )
             async for event in _database_events(request, completion):
                 yield event
             return
