@@ -194,43 +194,36 @@ def _cpu_table(cpu: dict[str, float], during: str, cores: str) -> str:
 # shown under the table only when that run misses the target.
 WHY = {
     "Overhead": (
-        "Each reply costs far more than the upstream call, and at 50 people on 2 cores the "
-        "CPU is saturated (see the CPU table under figure 1), so every step queues. Even for "
-        "one person (first row) the path costs far more than the baseline: the send (lock, "
-        "history, two inserts, budget reservation, broker publish), the worker's claim, its "
-        "save after the stream, and "
-        "after the `done` event a second request for the finished reply (session, user, "
-        "completion and messages queries plus Markdown rendering), while the page also "
-        "polls every 2 s beside its event stream. The worker reconnects to PostgreSQL for "
-        "each of its steps because it closes its connection before every wait. What would "
-        "close it: a bounded connection pool (Django's `OPTIONS['pool']`, psycopg-pool) "
-        "instead of a new connection per step; the finished reply rendered into the `done` "
-        "event instead of fetched again; no fallback poll while the event stream is open; "
-        "and a machine not shared with other jobs (see the background load)."
+        "CPU, not waiting: at 50 people the 2 cores are saturated (see the CPU table under "
+        "figure 1; the load generator, simulator, PostgreSQL and Redis share them), so every "
+        "step queues behind the others, while for one person the overhead is a few tens of "
+        "milliseconds. Per reply the path spends Python time in the send (session, lock, "
+        "history, two inserts, budget reservation, broker publish), the worker (claim, a "
+        "Redis entry per token, the save with its sanitized HTML) and the web process (the "
+        "event stream re-renders the growing reply at most every 100 ms, then renders the "
+        "ended reply into the `done` event). What would close it: more cores or a second "
+        "host for the load generator and simulator; send the growing text as escaped "
+        "deltas instead of re-rendered Markdown (one render at the end); batch the "
+        "worker's Redis writes per interval instead of per token."
     ),
     "in flight": (
-        "PostgreSQL runs out of connections (`FATAL: sorry, too many clients already`, "
-        "max_connections 100): every open event stream keeps the database connection its "
-        "ownership check opened until the stream ends (Django closes it at request end), "
-        "and the worker's threads each open their own when 200 replies are claimed at once. "
-        "Sends, claims and pages then fail with HTTP 500, and replies whose claim failed "
-        "wait for the sweep. What would close it: in `live.completion_events`, close the "
-        "connection after the ownership check (and after each database look-up) when Redis "
-        "carries the text; a bounded pool for web and worker so threads wait for a "
-        "connection rather than fail (or PgBouncer); then size the worker's concurrency to "
-        "the replies in flight."
+        "A reply that is not visible in time counts as failed: the send, the worker's save "
+        "and the `done` render of 200 replies all land in the same second on 2 cores "
+        "(see the CPU table under figure 2). What would close it: the CPU savings listed "
+        "for the overhead, and more than one worker process so saves run in parallel."
     ),
     "Chat page p95": (
-        "Follows from the failed in-flight phase: pages wait for database connections and "
-        "for a CPU saturated by the retries; see the row above."
+        "Pages queue behind the burst of 200 sends at the start and 200 finished replies "
+        "at the end of the phase, all in Python on 2 cores shared with PostgreSQL, Redis, "
+        "the simulator and the load generator; the median page stays fast. What would "
+        "close it: the CPU savings listed for the overhead, and a web process (or host) "
+        "for pages apart from the ones holding reply streams."
     ),
     "Chat page, 200": (
-        "Rendering, not SQL (the query count is constant): every assistant message is "
-        "rendered from Markdown and sanitized (markdown-it, nh3, Pygments) on every view, "
-        "about 0.8 ms each, so 100 replies cost about 85 ms and 1,000 replies half a "
-        "second. What would close it: keep the sanitized HTML of a finished reply (stored "
-        "when it is saved, or cached by message id and content), and show the latest turns "
-        "with a 'load earlier' link."
+        "Replies are stored with their sanitized HTML, so the page no longer renders "
+        "Markdown; what remains is the template (every message, every choice and its "
+        "forms) in Python. What would close it: show the latest turns with a 'load "
+        "earlier' link, and cache the rendered transcript per conversation version."
     ),
     "All-users": "The aggregate scans every completion of the range; see figure 4.",
     "Worker": "Thread stacks and per-thread connections; see figure 5.",
