@@ -351,6 +351,7 @@ def _attempt_streaming(claim: Claim) -> str:
     except client.UpstreamError:
         _stream_rows_discard(claim=claim)
         raise
+    publisher.send_redis()  # the last batch, so a live reader has all of the text
     response = state.response()
     if stopped:
         for choice in response.choices:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -42,37 +43,52 @@ def stop_key(completion_id: int) -> str:
 
 @dataclass
 class Publisher:
-    """Worker side: hands deltas on to Redis at once and to the database in batches."""
+    """Worker side: hands deltas on to Redis (batched per `redis_interval`, the first at
+    once) and to the database (batched per `flush_interval`)."""
 
     completion_id: int
     flush_interval: float
-    write_db: callable  # (contents: dict[int, str]) -> None
+    write_db: Callable[[dict[int, str]], None]
+    redis_interval: float = 0.02
     contents: dict[int, str] = field(default_factory=dict)
     last_flush: float = 0.0
     dirty: bool = False
+    unsent: dict[int, str] = field(default_factory=dict)  # text not yet in Redis
+    last_redis: float = 0.0
 
     def publish(self, deltas) -> None:
         for delta in deltas:
             self.contents[delta.index] = self.contents.get(delta.index, "") + delta.content
-        redis = redis_client()
-        if redis is not None:
-            texts = [(d.index, d.content) for d in deltas if d.content]
-            if texts:
-                try:
-                    pipe = redis.pipeline(transaction=False)
-                    for index, text in texts:
-                        pipe.xadd(stream_key(self.completion_id), {"i": index, "d": text})
-                    pipe.expire(stream_key(self.completion_id), STREAM_TTL_SECONDS)
-                    pipe.execute()
-                except Exception:  # the database copy still carries the text
-                    logger.warning("Could not publish deltas of %s to Redis", self.completion_id)
-        self.dirty = True
+            if delta.content:
+                self.unsent[delta.index] = self.unsent.get(delta.index, "") + delta.content
         now = time.monotonic()
+        if self.unsent and (self.last_redis == 0.0 or now - self.last_redis >= self.redis_interval):
+            self.send_redis()
+        self.dirty = True
         # The first text goes out at once; after that, at most one write per interval.
         if self.last_flush == 0.0 or now - self.last_flush >= self.flush_interval:
             self.flush()
 
+    def send_redis(self) -> None:
+        """One round trip for everything not yet in the reply's Redis Stream."""
+        redis = redis_client()
+        if redis is None or not self.unsent:
+            self.unsent.clear()
+            return
+        try:
+            pipe = redis.pipeline(transaction=False)
+            for index, text in self.unsent.items():
+                pipe.xadd(stream_key(self.completion_id), {"i": index, "d": text})
+            pipe.expire(stream_key(self.completion_id), STREAM_TTL_SECONDS)
+            pipe.execute()
+        except Exception:  # the database copy still carries the text
+            logger.warning("Could not publish deltas of %s to Redis", self.completion_id)
+        self.unsent.clear()
+        self.last_redis = time.monotonic()
+
     def flush(self) -> None:
+        """Write everything out: the Redis batch and the database copy."""
+        self.send_redis()
         if self.dirty:
             self.write_db(dict(self.contents))
             self.dirty = False
