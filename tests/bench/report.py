@@ -198,13 +198,13 @@ WHY = {
         "figure 1; the load generator, simulator, PostgreSQL and Redis share them), so every "
         "step queues behind the others, while for one person the overhead is a few tens of "
         "milliseconds. Per reply the path spends Python time in the send (session, lock, "
-        "history, two inserts, budget reservation, broker publish), the worker (claim, a "
-        "Redis entry per token, the save with its sanitized HTML) and the web process (the "
+        "history, two inserts, budget reservation, broker publish), the worker (claim, "
+        "Redis entries every 20 ms, the save with its sanitized HTML) and the web process (the "
         "event stream re-renders the growing reply at most every 100 ms, then renders the "
         "ended reply into the `done` event). What would close it: more cores or a second "
         "host for the load generator and simulator; send the growing text as escaped "
-        "deltas instead of re-rendered Markdown (one render at the end); batch the "
-        "worker's Redis writes per interval instead of per token."
+        "deltas instead of re-rendered Markdown (one render at the end); more than one "
+        "worker process, so the Python work of many streams is not held to one core."
     ),
     "in flight": (
         "A reply that is not visible in time counts as failed: the send, the worker's save "
