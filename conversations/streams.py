@@ -8,7 +8,6 @@ embedded default and what a reloaded page starts from.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -140,7 +139,3 @@ def stop_requested_in_redis(completion_id: int) -> bool | None:
         return bool(redis.exists(stop_key(completion_id)))
     except Exception:
         return None
-
-
-def encode_event(payload: dict) -> str:
-    return json.dumps(payload, ensure_ascii=False)
