@@ -23,6 +23,8 @@ from pathlib import Path
 
 import requests
 
+from tests.support import wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 PG_BENCH_DB = "chatsite_bench"
@@ -77,17 +79,6 @@ def servers_available() -> bool:
     except Exception:
         return False
     return True
-
-
-def wait_until(condition, *, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -283,7 +274,7 @@ class Stack:
             except requests.RequestException:
                 return False
 
-        wait_until(
+        wait_for(
             lambda: up(
                 "simulator",
                 lambda: requests.get(f"{self.simulator_root}/_health", timeout=2).ok,
@@ -291,13 +282,13 @@ class Stack:
             timeout=30,
             what="the simulator",
         )
-        wait_until(
+        wait_for(
             lambda: up("worker", lambda: "ready." in self.process("worker").log_tail(100_000)),
             timeout=60,
             what="the Celery worker",
         )
         for index, url in enumerate(self.urls):
-            wait_until(
+            wait_for(
                 lambda index=index, url=url: up(
                     f"web-{index}",
                     lambda: requests.get(f"{url}/accounts/login/", timeout=5).status_code == 200,
