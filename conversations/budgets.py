@@ -66,9 +66,7 @@ def estimate_tokens(body: dict) -> int:
 
 
 def _estimate_cost(model: str, tokens: int, at) -> Decimal:
-    price = (
-        ModelPrice.objects.filter(model=model, valid_from__lte=at).order_by("-valid_from").first()
-    )
+    price = ModelPrice.in_force(model, at)
     if price is None:
         return Decimal(0)
     # The dearer of the two rates, so the reservation covers the worst case.

@@ -150,6 +150,11 @@ class ModelPrice(models.Model):
     def __str__(self) -> str:
         return f"{self.model} ({self.currency}, {self.valid_from:%Y-%m-%d})"
 
+    @classmethod
+    def in_force(cls, model: str, at) -> "ModelPrice | None":
+        """The model's price at moment `at`: the newest row not in the future."""
+        return cls.objects.filter(model=model, valid_from__lte=at).order_by("-valid_from").first()
+
 
 class Completion(models.Model):
     """One call to the upstream's Chat Completions endpoint, and what came back."""

@@ -390,10 +390,7 @@ def _stream_rows_prepare(*, claim: Claim, indexes: list[int]) -> bool:
             pk=completion.pk, claim_token=claim.token, status=Completion.Status.RUNNING
         ).exists():
             return False
-        existing = {m.choice_index: m for m in Message.objects.filter(completion_id=completion.pk)}
-        position = (
-            next(iter(existing.values())).position if existing else _next_position(conversation)
-        )
+        existing, position = _reply_rows(conversation, completion)
         Message.objects.filter(completion_id=completion.pk).update(
             content="", status=Message.Status.STREAMING
         )
@@ -414,6 +411,15 @@ def _stream_rows_prepare(*, claim: Claim, indexes: list[int]) -> bool:
             ]
         )
     return True
+
+
+def _reply_rows(conversation: Conversation, completion: Completion) -> tuple[dict, int]:
+    """The reply's rows so far (by choice index) and the position they take: theirs if
+    an earlier attempt made some, else the next free one."""
+    existing = {m.choice_index: m for m in Message.objects.filter(completion_id=completion.pk)}
+    if existing:
+        return existing, next(iter(existing.values())).position
+    return existing, _next_position(conversation)
 
 
 def _stream_rows_discard(*, claim: Claim) -> None:
@@ -494,10 +500,7 @@ def _save_result(
         if not updated:
             logger.info("Completion %s was claimed elsewhere; reply discarded", completion.pk)
             return False
-        existing = {m.choice_index: m for m in Message.objects.filter(completion_id=completion.pk)}
-        position = (
-            next(iter(existing.values())).position if existing else _next_position(conversation)
-        )
+        existing, position = _reply_rows(conversation, completion)
         new_rows = []
         for order, choice in enumerate(sorted(response.choices, key=lambda c: c.index)):
             fields = {
@@ -607,9 +610,7 @@ def completion_cost(
     *, model: str, prompt_tokens: int, completion_tokens: int, at: datetime
 ) -> tuple[ModelPrice | None, Decimal | None]:
     """The price in force at `at` and the cost it gives; (None, None) without a price."""
-    price = (
-        ModelPrice.objects.filter(model=model, valid_from__lte=at).order_by("-valid_from").first()
-    )
+    price = ModelPrice.in_force(model, at)
     if price is None:
         return None, None
     cost = (
