@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 BENCH ?= full
 
-.PHONY: run test install migrate lint format bench messages clean
+.PHONY: run test install migrate static lint format bench messages clean
 
 $(BIN)/.installed: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,10 @@ install: $(BIN)/.installed
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
-run: migrate
+static: install
+	$(BIN)/python manage.py collectstatic --noinput -v 0
+
+run: migrate static
 	PORT=$(PORT) $(BIN)/python manage.py serve
 
 test: install

@@ -2,7 +2,9 @@
 
 The defaults are the embedded deployment: SQLite and Celery's filesystem broker
 under `var/`, and the simulated upstream when no OPENAI_API_KEY is set.
-Production sets DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL / REDIS_URL (Redis).
+Production sets DJANGO_ENV=production, DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL /
+REDIS_URL (Redis); then a secret key is required and the site is served over HTTPS.
+Secrets can come from files (`NAME_FILE`), as Docker and Kubernetes secrets do.
 """
 
 import hashlib
@@ -12,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 from dotenv import load_dotenv
 
@@ -45,11 +48,35 @@ def envdecimal(name: str) -> Decimal | None:
     return Decimal(value) if value else None
 
 
+def envsecret(name: str) -> str:
+    """NAME, or the contents of the file NAME_FILE points at (a mounted secret)."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE: cannot read {path}: {exc}") from exc
+    return os.environ.get(name, "")
+
+
 VAR_DIR = Path(os.environ.get("CHATSITE_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
+# "embedded" (one machine, plain HTTP on loopback) or "production" (behind an HTTPS proxy).
+DJANGO_ENV = os.environ.get("DJANGO_ENV", "embedded").strip().lower()
+if DJANGO_ENV not in ("embedded", "production"):
+    raise ImproperlyConfigured("DJANGO_ENV must be 'embedded' or 'production'.")
+PRODUCTION = DJANGO_ENV == "production"
+
 DEBUG = envbool("DJANGO_DEBUG", False)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DJANGO_DEBUG must be false when DJANGO_ENV=production.")
+SECRET_KEY = envsecret("DJANGO_SECRET_KEY")
+if not SECRET_KEY and PRODUCTION:
+    # Every web process on every host must sign sessions with the same key: never invent one.
+    raise ImproperlyConfigured(
+        "Set DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) when DJANGO_ENV=production."
+    )
 if not SECRET_KEY:
     # A random key per checkout keeps the embedded default safe without setup.
     key_file = VAR_DIR / "secret_key"
@@ -75,7 +102,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: load balancers' probes are answered before host checks and HTTPS redirects.
+    "chatsite.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "chatsite.security.StaticFilesMiddleware",
+    "chatsite.logs.RequestIdMiddleware",
+    "chatsite.security.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -108,7 +140,7 @@ TEMPLATES = [
 WSGI_APPLICATION = "chatsite.wsgi.application"
 ASGI_APPLICATION = "chatsite.asgi.application"
 
-DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+DATABASE_URL = envsecret("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0))
 }
@@ -164,13 +196,41 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `manage.py collectstatic` (run by `make run`) fills it; WhiteNoise serves it, with hashed
+# names cached for a year.
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
-SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", False)
+# --- HTTPS and browser security ---
+# Served over HTTPS, with TLS ended by a reverse proxy that sets X-Forwarded-Proto.
+HTTPS = envbool("DJANGO_HTTPS", PRODUCTION)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = envbool("DJANGO_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = envbool("DJANGO_HSTS_PRELOAD", True)
+SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# htmx reads the token from the page (hx-headers on <body>), never from the cookie.
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# Only our own files: no inline script or style, no other origin (htmx is told to match:
+# see the htmx-config meta tag in base.html).
+CONTENT_SECURITY_POLICY = os.environ.get("DJANGO_CSP") or (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
 
 # --- Upstream (Chat Completions) ---
-OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
+OPENAI_API_KEY = envsecret("OPENAI_API_KEY")
 # Without a key the project's own simulator answers, and the UI says so.
 UPSTREAM_SIMULATED = envbool("UPSTREAM_SIMULATED", not OPENAI_API_KEY)
 SIMULATOR_PORT = envint("SIMULATOR_PORT", 8001)
@@ -211,7 +271,7 @@ BUDGET_MONTHLY_TOKENS = envint("BUDGET_MONTHLY_TOKENS", 0) or None
 BUDGET_MONTHLY_COST = envdecimal("BUDGET_MONTHLY_COST")
 
 # --- Celery ---
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = envsecret("REDIS_URL")
 # Keys of live replies; by default one namespace per database, so deployments (and test
 # runs) that share a Redis never read each other's replies.
 REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX") or "chatsite:{}:".format(
@@ -219,7 +279,20 @@ REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX") or "chatsite:{}:".format(
         f"{DATABASES['default'].get('HOST')}/{DATABASES['default']['NAME']}".encode()
     ).hexdigest()[:10]
 )
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
+# The cache holds the abuse limits' counters. With Redis every web process shares them;
+# the embedded default serves from one web process, whose memory is enough.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{REDIS_KEY_PREFIX}cache",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+CELERY_BROKER_URL = envsecret("CELERY_BROKER_URL") or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     (_broker_dir / "queue").mkdir(parents=True, exist_ok=True)
@@ -249,11 +322,25 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# Every line carries the request id of the web request it serves (a worker's lines too:
+# the id travels with the task). LOG_FORMAT=json writes one JSON object per line.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "chatsite.logs.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "chatsite.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+

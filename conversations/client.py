@@ -204,9 +204,13 @@ def _upstream_message(response: requests.Response) -> str:
 RETRYABLE_STATUSES = {408, 409, 429}
 
 
-def error_for_status(response: requests.Response) -> UpstreamError:
+def error_for_status(response: requests.Response, *, secret: str = "") -> UpstreamError:
+    """The error a non-200 answer means; `secret` (the key) is cut out of the upstream's
+    message, as some servers echo the key they refused and the message is shown and kept."""
     status = response.status_code
     message = _upstream_message(response)
+    if secret:
+        message = message.replace(secret, "[redacted]")
     if status in RETRYABLE_STATUSES or status >= 500:
         return RetryableError(
             message,
@@ -349,7 +353,7 @@ class ChatClient:
                 error_type="connection_error",
             ) from exc
         if response.status_code != 200:
-            error = error_for_status(response)
+            error = error_for_status(response, secret=self.api_key)
             response.close()
             raise error
         return response

@@ -26,9 +26,16 @@ def retry_delay(attempt: int, retry_after: float | None) -> float:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_completion(completion_id: int) -> str:
+    outcome = _run_completion(completion_id)
+    logger.info("Completion %s: %s", completion_id, outcome, extra={"outcome": outcome})
+    return outcome
+
+
+def _run_completion(completion_id: int) -> str:
     claim = services.completion_claim(completion_id=completion_id)
     if claim is None:
         return "skipped"  # finished, not yet due, or held by a live claim elsewhere
+    logger.info("Completion %s: attempt %s", completion_id, claim.completion.attempts)
     try:
         return services.completion_attempt(claim=claim)
     except UpstreamError as error:

@@ -25,6 +25,39 @@ from .support import ROOT, Simulator, WorkerProcess, subprocess_env, wait_for
 settings.CELERY_TASK_DEFAULT_QUEUE = f"chatsite-test-{os.getpid()}"
 celery_app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
 settings.REDIS_KEY_PREFIX = f"chatsite-test-{os.getpid()}:"
+settings.CACHES["default"]["KEY_PREFIX"] = f"{settings.REDIS_KEY_PREFIX}cache"
+# Static files collected (hashed names, as WhiteNoise serves them) for this run alone; the
+# uvicorn subprocesses inherit the folder through the environment.
+os.environ["DJANGO_STATIC_ROOT"] = str(settings.VAR_DIR / f"static-test-{os.getpid()}")
+settings.STATIC_ROOT = Path(os.environ["DJANGO_STATIC_ROOT"])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _collected_static_files() -> Iterator[None]:
+    import shutil
+
+    from django.core.management import call_command
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+    yield
+    shutil.rmtree(settings.STATIC_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    """Limits count in the cache: every test starts from zero. Only this run's keys go,
+    so parallel runs sharing one Redis database keep theirs."""
+    yield
+    from django.core.cache import cache
+
+    if settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        client = cache._cache.get_client(write=True)
+        pattern = f"{settings.CACHES['default']['KEY_PREFIX']}:*"
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    else:
+        cache.clear()
 
 
 @pytest.fixture
@@ -151,7 +184,7 @@ class WebProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
-    def start(self, *, timeout: float = 30.0) -> WebProcess:
+    def start(self, *, timeout: float = 30.0, ready_path: str = "/accounts/login/") -> WebProcess:
         import requests
 
         command = [
@@ -167,7 +200,7 @@ class WebProcess:
             if self.process.poll() is not None:
                 return True
             try:
-                return requests.get(f"{self.url}/accounts/login/", timeout=2).status_code == 200
+                return requests.get(f"{self.url}{ready_path}", timeout=2).status_code == 200
             except requests.ConnectionError:
                 return False
 
@@ -229,11 +262,30 @@ def browser():
             browser.close()
 
 
+class CspViolations(list):
+    """Console errors in which the browser says it refused something under our CSP."""
+
+    def listen(self, page) -> None:
+        page.on("console", self._on_console)
+
+    def _on_console(self, message) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            self.append(f"{message.text} at {message.location}")
+
+
 @pytest.fixture
-def page(browser):
-    """A fresh browser context (cookies, storage) and page per test."""
+def csp_violations() -> CspViolations:
+    return CspViolations()
+
+
+@pytest.fixture
+def page(browser, csp_violations):
+    """A fresh browser context (cookies, storage) and page per test. Every browser test
+    also proves its pages work under the Content-Security-Policy: a refusal fails it."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.set_default_timeout(10_000)
+    csp_violations.listen(page)
     yield page
     context.close()
+    assert list(csp_violations) == [], "the page broke the Content-Security-Policy"

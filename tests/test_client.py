@@ -237,3 +237,12 @@ def test_stopping_a_stream_closes_the_upstream_connection(chat, sim):
     from .support import wait_for
 
     wait_for(lambda: disconnected() == 1, timeout=5, what="simulator to see the close")
+
+
+def test_a_key_echoed_in_an_upstream_error_is_cut_out(chat, sim):
+    """Some servers echo the key they refused; the message is kept and shown to the user."""
+    sim.control(faults=[{"status": 401, "message": "Incorrect API key provided: sk-abc."}])
+    with pytest.raises(client.PermanentError) as raised:
+        chat.create(client.build_request(model="gpt-4o", messages=MESSAGES))
+    assert raised.value.message == "Incorrect API key provided: [redacted]."
+    assert "sk-abc" not in str(raised.value)

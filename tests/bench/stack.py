@@ -183,6 +183,7 @@ class Stack:
         env |= {
             "DJANGO_SETTINGS_MODULE": "chatsite.settings",
             "CHATSITE_VAR_DIR": str(var_dir),
+            "DJANGO_STATIC_ROOT": str(var_dir / "static"),
             "DJANGO_SECRET_KEY": f"bench-{uuid.uuid4().hex}",
             "OPENAI_BASE_URL": f"{self.simulator_root}/v1",
             "OPENAI_API_KEY": "sk-bench",
@@ -214,12 +215,13 @@ class Stack:
         return env
 
     def migrate(self) -> None:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-        )
+        for command in (["migrate"], ["collectstatic"]):
+            subprocess.run(
+                [sys.executable, "manage.py", *command, "--noinput", "-v", "0"],
+                cwd=ROOT,
+                env=self.env,
+                check=True,
+            )
 
     def commands(self) -> dict[str, list[str]]:
         python = sys.executable

@@ -1,0 +1,163 @@
+"""Production settings: `check --deploy`, secrets from files, security headers, static files."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+import sys
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from .support import ROOT
+
+PRODUCTION_ENV = {
+    "DJANGO_ENV": "production",
+    "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+    "DJANGO_CSRF_TRUSTED_ORIGINS": "https://chat.example.com",
+    "OPENAI_API_KEY": "sk-production-test",
+}
+
+
+def manage(*args: str, env: dict[str, str], secret_key: bool = True) -> subprocess.CompletedProcess:
+    """manage.py in a fresh process, with only the given settings (as a deployment has)."""
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/tmp",
+        "CHATSITE_VAR_DIR": str(ROOT / "var"),
+        "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+    }
+    if secret_key:
+        base["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(50)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=base | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_deploy_is_clean_under_production_settings():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_check_deploy_warns_on_the_embedded_default():
+    """The embedded default is plain HTTP on loopback: the check must say what is missing,
+    which proves the clean result above comes from the production settings."""
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env={})
+    assert result.returncode != 0
+    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert warning in result.stderr + result.stdout
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    result = manage("check", env=PRODUCTION_ENV, secret_key=False)
+    assert result.returncode != 0
+    assert "Set DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE)" in result.stderr
+
+
+def test_production_refuses_debug():
+    result = manage("check", env=PRODUCTION_ENV | {"DJANGO_DEBUG": "true"})
+    assert result.returncode != 0
+    assert "DJANGO_DEBUG must be false" in result.stderr
+
+
+def test_secrets_can_come_from_files(tmp_path):
+    key_file = tmp_path / "openai_key"
+    key_file.write_text("sk-from-a-file\n")
+    secret_file = tmp_path / "secret_key"
+    secret_file.write_text(secrets.token_urlsafe(50))
+    code = (
+        "from django.conf import settings;"
+        "print(settings.OPENAI_API_KEY == 'sk-from-a-file',"
+        f" settings.SECRET_KEY == {secret_file.read_text()!r})"
+    )
+    env = PRODUCTION_ENV | {
+        "OPENAI_API_KEY": "",
+        "OPENAI_API_KEY_FILE": str(key_file),
+        "DJANGO_SECRET_KEY_FILE": str(secret_file),
+    }
+    result = manage("shell", "--no-imports", "-c", code, env=env, secret_key=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"]
+
+
+def test_an_unreadable_secret_file_is_a_clear_error(tmp_path):
+    env = PRODUCTION_ENV | {"OPENAI_API_KEY_FILE": str(tmp_path / "missing")}
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert "OPENAI_API_KEY_FILE: cannot read" in result.stderr
+
+
+def test_every_page_has_the_security_headers(client, alice):
+    for url in (reverse("login"), reverse("chat_home"), reverse("usage_mine")):
+        if url != reverse("login"):
+            client.force_login(alice)
+        response = client.get(url)
+        assert response.status_code == 200
+        csp = response["Content-Security-Policy"]
+        assert "default-src 'self'" in csp
+        assert "script-src 'self';" in csp and "unsafe-inline" not in csp
+        assert "unsafe-eval" not in csp
+        assert "frame-ancestors 'none'" in csp
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert response["Referrer-Policy"] == "same-origin"
+        assert response["X-Frame-Options"] == "DENY"
+        assert "camera=()" in response["Permissions-Policy"]
+
+
+def test_pages_have_no_inline_script_or_style(client, alice):
+    """What the CSP would block: <script> without src, <style>, style="" and on* handlers."""
+    pages = [reverse("login"), reverse("signup"), reverse("chat_home"), reverse("usage_mine")]
+    for url in pages:
+        if url == reverse("chat_home"):
+            client.force_login(alice)
+        html = client.get(url).content.decode()
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), url
+        assert "<style" not in html, url
+        assert not re.search(r"\sstyle=", html), url
+        assert not re.search(r"\son[a-z]+=", html), url
+
+
+def test_static_files_have_hashed_names_and_are_cached_for_a_year(client, db):
+    html = client.get(reverse("login")).content.decode()
+    found = re.search(r'src="(/static/vendor/htmx-2\.0\.11\.min\.[0-9a-f]{12}\.js)"', html)
+    assert found, "htmx is not referenced by its hashed name"
+    response = client.get(found.group(1), HTTP_ACCEPT_ENCODING="gzip")
+    assert response.status_code == 200
+    assert response["Content-Encoding"] == "gzip"
+    assert "max-age=315360000" in response["Cache-Control"]
+    assert "immutable" in response["Cache-Control"]
+    body = b"".join(response.streaming_content)
+    assert len(body) > 1000
+
+
+@pytest.fixture
+def https_settings(settings):
+    """The production HTTPS settings, applied to this process's new clients."""
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_HSTS_SECONDS = 31_536_000
+    settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    settings.SECURE_HSTS_PRELOAD = True
+    settings.SESSION_COOKIE_SECURE = True
+    settings.CSRF_COOKIE_SECURE = True
+    return settings
+
+
+def test_plain_http_is_redirected_to_https_behind_the_proxy(https_settings, db):
+    response = Client().get(reverse("login"))
+    assert response.status_code == 301
+    assert response["Location"].startswith("https://")
+
+    response = Client().get(reverse("login"), HTTP_X_FORWARDED_PROTO="https")
+    assert response.status_code == 200
+    assert response["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
+    assert response.cookies["csrftoken"]["secure"]
+    assert response.cookies["csrftoken"]["httponly"]
