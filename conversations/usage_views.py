@@ -1,7 +1,9 @@
 """Usage pages: a user's own usage, and (staff only) every user's, with CSV exports.
 
 The page tables and the CSV files are written from the same list of cells
-(`table`), so a downloaded row always reads exactly as it does on the page.
+(`table`), so a downloaded row always reads exactly as it does on the page. CSV
+headers stay English in every language, and the files start with a UTF-8 BOM so
+spreadsheet programs keep Chinese text intact.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
@@ -22,6 +25,8 @@ from django.views.decorators.http import require_GET
 from . import budgets, charts, reports
 
 MAX_RANGE_DAYS = 366
+# Excel opens a CSV file as UTF-8 (Chinese names intact) only when it starts with this.
+UTF8_BOM = "\ufeff"
 
 # Column headers (key -> header); the same headers head the CSV files.
 HEADERS = {
@@ -132,10 +137,12 @@ def columns(keys: list[str], *, sort: dict[str, str] | None = None, order: str =
 
 
 def csv_response(filename: str, keys: list[str], rows: list[dict]) -> HttpResponse:
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response = HttpResponse(UTF8_BOM, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)
-    writer.writerow([str(HEADERS[key]) for key in keys])
+    # Headers are stable English keys whatever the page's language; cells read as on the page.
+    with translation.override(None):
+        writer.writerow([str(HEADERS[key]) for key in keys])
     for row in table(rows, keys):
         writer.writerow([spreadsheet_safe(key, text) for key, text in row["cells"]])
     return response

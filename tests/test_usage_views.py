@@ -65,7 +65,8 @@ def tables(response) -> dict[str, list[list[str]]]:
 
 
 def csv_rows(response) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(response.content.decode())))
+    # The body starts with a BOM (for spreadsheet programs); utf-8-sig reads past it.
+    return list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
 
 
 def completion(conversation, *, on: datetime, prompt: int, reply: int, cost=None, **extra):
