@@ -119,7 +119,7 @@ class ConversationAdmin(AuditedReadMixin, admin.ModelAdmin):
         'put a phrase in quotes to find it whole, e.g. "exact phrase".'
     )
     ordering = ("-last_activity_at",)
-    actions = ("flag_selected", "unflag_selected", "export_json", "export_markdown")
+    actions = ("flag_selected", "unflag_selected", "export_json", "export_markdown", "export_csv")
     save_on_top = True
     readonly_fields = (*CONTENT_FIELDS, "flagged_by", "flagged_at")
     fieldsets = (
@@ -254,6 +254,14 @@ class ConversationAdmin(AuditedReadMixin, admin.ModelAdmin):
             actor=request.user,
         )
         return _download(body, content_type="text/markdown", extension="md")
+
+    @admin.action(description=_("Export selected as CSV"), permissions=["view"])
+    def export_csv(self, request, queryset):
+        body = review.export_csv(
+            conversations=Conversation.objects.filter(pk__in=queryset.values("pk")),
+            actor=request.user,
+        )
+        return _download(body, content_type="text/csv", extension="csv")
 
 
 @admin.register(Message)

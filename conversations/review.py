@@ -1,11 +1,13 @@
 """Staff review of conversations: list totals and search, the transcript, flags and notes,
-exports (JSON and Markdown) and the audit trail of who read or exported what.
+exports (JSON, Markdown and CSV) and the audit trail of who read or exported what.
 
 The admin (`admin.py`) only wires these into pages; everything it shows or writes is here.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections import defaultdict
 from collections.abc import Iterable
@@ -38,10 +40,26 @@ from django.utils.translation import gettext as _
 
 from .models import AuditEvent, Completion, Conversation, Message
 from .rendering import render_plain
+from .usage_views import UTF8_BOM, spreadsheet_safe
 
 REVIEWER_GROUP = "Reviewer"
 REVIEW_PERMISSION = "conversations.review_conversation"
 TRANSCRIPT_ORDER = ("position", "choice_index", "id")
+# AuditEvent.Action has no choice for it yet (models.py): the admin lists the raw value.
+EXPORT_CSV = "export_csv"
+# One row per message; stable English keys whatever the reviewer's language.
+CSV_COLUMNS = (
+    "conversation_id",
+    "title",
+    "owner",
+    "position",
+    "role",
+    "choice_index",
+    "selected",
+    "status",
+    "created_at",
+    "content",
+)
 
 
 # --- Reads: the conversation list ---
@@ -430,3 +448,32 @@ def export_markdown(*, conversations: QuerySet[Conversation], actor) -> str:
         conversation_ids=[c.pk for c in rows],
     )
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _csv_row(conversation: Conversation, message: Message) -> list[str]:
+    cells = {
+        "conversation_id": conversation.pk,
+        "title": conversation.title,
+        "owner": conversation.owner.get_username(),
+        "position": message.position,
+        "role": message.role,
+        "choice_index": "" if message.choice_index is None else message.choice_index,
+        "selected": "true" if message.is_selected else "false",
+        "status": message.status,
+        "created_at": message.created_at.isoformat(),
+        "content": message.content,
+    }
+    return [spreadsheet_safe(key, str(cells[key])) for key in CSV_COLUMNS]
+
+
+def export_csv(*, conversations: QuerySet[Conversation], actor) -> str:
+    """Every message of the conversations as a CSV row, in transcript order, starting with
+    a UTF-8 BOM for spreadsheet programs; the export is recorded in the audit trail."""
+    rows = _for_export(conversations)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for conversation in rows:
+        writer.writerows(_csv_row(conversation, m) for m in conversation.messages.all())
+    audit_record(actor=actor, action=EXPORT_CSV, conversation_ids=[c.pk for c in rows])
+    return UTF8_BOM + buffer.getvalue()

@@ -3,7 +3,10 @@ exports, the audit trail and constant query counts on the list pages."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
@@ -18,8 +21,11 @@ from conversations.models import (
     AuditEvent,
     Completion,
     Conversation,
+    Invitation,
     Message,
     ModelPrice,
+    PendingAccount,
+    SiteSettings,
     UserBudget,
 )
 
@@ -147,6 +153,9 @@ def test_a_plain_user_is_redirected_from_every_admin_url(client, alice, bob):
         AuditEvent: event,
         User: alice,
         Group: Group.objects.get(name=review.REVIEWER_GROUP),
+        SiteSettings: SiteSettings.objects.get_or_create(pk=1)[0],
+        Invitation: Invitation.objects.create(note="for dora"),
+        PendingAccount: PendingAccount.objects.create(user=bob),
     }
     urls = [
         reverse("admin:index"),
@@ -554,11 +563,67 @@ def test_exporting_markdown_gives_one_transcript_per_conversation(
     assert text.index("Name two rivers") < text.index("The Rhine **and** the Danube")
 
 
+def test_exporting_csv_gives_one_row_per_message_readable_by_spreadsheets(
+    client, reviewer, two_real_conversations
+):
+    first, second = two_real_conversations
+    second.refresh_from_db()  # titled by its first message
+    client.force_login(reviewer)
+    response = client.post(
+        changelist(Conversation),
+        {"action": "export_csv", "_selected_action": [first.pk, second.pk]},
+    )
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].endswith('.csv"')
+    assert response.content.startswith(b"\xef\xbb\xbf")  # Excel then reads it as UTF-8
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert list(rows[0]) == list(review.CSV_COLUMNS)
+    messages = Message.objects.filter(conversation__in=[first, second]).order_by(
+        "conversation", "position", "choice_index", "id"
+    )
+    assert [
+        (r["conversation_id"], r["position"], r["role"], r["choice_index"], r["content"])
+        for r in rows
+    ] == [
+        (
+            str(m.conversation_id),
+            str(m.position),
+            m.role,
+            "" if m.choice_index is None else str(m.choice_index),
+            m.content,
+        )
+        for m in messages
+    ]
+    assert {(r["title"], r["owner"]) for r in rows if r["conversation_id"] == str(second.pk)} == {
+        (second.title, "bob")
+    }
+    replies = [
+        r for r in rows if r["conversation_id"] == str(first.pk) and r["role"] == "assistant"
+    ]
+    assert sorted(r["selected"] for r in replies) == ["false", "false", "true", "true"]
+    assert all(r["status"] == "complete" for r in rows)
+    assert all(datetime.fromisoformat(r["created_at"]).tzinfo for r in rows)
+
+
+def test_the_csv_export_keeps_formulas_from_running(client, reviewer, alice):
+    conversation = make_conversation(alice, ("=1+1", "@SUM(A1)"), title="-danger")
+    client.force_login(reviewer)
+    response = client.post(
+        changelist(Conversation), {"action": "export_csv", "_selected_action": [conversation.pk]}
+    )
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert [(r["title"], r["content"]) for r in rows] == [
+        ("'-danger", "'=1+1"),
+        ("'-danger", "'@SUM(A1)"),
+    ]
+
+
 def test_each_export_writes_one_audit_record(client, reviewer, alice):
     one = make_conversation(alice, ("a", "b"))
     two = make_conversation(alice, ("c", "d"))
     client.force_login(reviewer)
-    for action in ("export_json", "export_markdown"):
+    for action in ("export_json", "export_markdown", "export_csv"):
         client.post(
             changelist(Conversation), {"action": action, "_selected_action": [one.pk, two.pk]}
         )
@@ -566,6 +631,7 @@ def test_each_export_writes_one_audit_record(client, reviewer, alice):
     assert [(e.action, e.conversation_ids, e.actor) for e in events] == [
         ("export_json", sorted([one.pk, two.pk]), reviewer),
         ("export_markdown", sorted([one.pk, two.pk]), reviewer),
+        ("export_csv", sorted([one.pk, two.pk]), reviewer),
     ]
 
 
