@@ -161,3 +161,30 @@ def test_plain_http_is_redirected_to_https_behind_the_proxy(https_settings, db):
     assert response["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
     assert response.cookies["csrftoken"]["secure"]
     assert response.cookies["csrftoken"]["httponly"]
+
+
+def test_the_settings_in_the_deployment_guide_pass_check_deploy(tmp_path):
+    """docs/deploy.md's /etc/chatsite/env, with its secret files, as written."""
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    block = re.search(r"```sh\n# /etc/chatsite/env\n(.*?)```", guide, re.S)
+    assert block, "the guide's environment file is missing"
+    env = {}
+    for line in block.group(1).splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, value = line.partition("=")
+            env[name] = value
+    secret_values = {
+        "DJANGO_SECRET_KEY_FILE": secrets.token_urlsafe(50),
+        "DATABASE_URL_FILE": "postgres://chat:password@127.0.0.1:9/chatsite",
+        "OPENAI_API_KEY_FILE": "sk-guide",
+    }
+    for name, value in secret_values.items():
+        assert env[name].startswith("/etc/chatsite/"), name
+        path = tmp_path / name.lower()
+        path.write_text(value + "\n")
+        env[name] = str(path)
+    env["DJANGO_STATIC_ROOT"] = str(tmp_path / "static")
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env, secret_key=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
