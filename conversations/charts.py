@@ -11,10 +11,11 @@ import math
 from collections.abc import Sequence
 from datetime import date
 
-from django.utils import dateformat
+from django.utils import dateformat, formats
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 WIDTH, HEIGHT = 760, 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 44, 44
@@ -44,8 +45,16 @@ def compact(number: int) -> str:
 
 
 def _day_label(day: date, span: int) -> str:
-    # Short ranges read best as day numbers; longer ones need the month.
-    return dateformat.format(day, "j" if span <= 31 else "M j")
+    # Short ranges read best as day numbers; longer ones need the month, in the
+    # language's own order ("Jun 2", "6月2日"): the format is translated.
+    if span <= 31:
+        return dateformat.format(day, "j")
+    return dateformat.format(day, pgettext("date format of a chart's day label", "M j"))
+
+
+def _day(day: date) -> str:
+    """A day as the active language writes dates ("June 2, 2025", "2025年6月2日")."""
+    return formats.date_format(day, "DATE_FORMAT")
 
 
 def tokens_per_day_svg(days: Sequence[dict], *, title: str | None = None) -> SafeString:
@@ -91,7 +100,7 @@ def tokens_per_day_svg(days: Sequence[dict], *, title: str | None = None) -> Saf
             "%(day)s: %(total)s tokens (%(prompt)s prompt, %(completion)s completion), "
             "%(requests)s requests"
         ) % {
-            "day": row["day"].isoformat(),
+            "day": _day(row["day"]),
             "total": row["total_tokens"],
             "prompt": prompt,
             "completion": completion,
@@ -179,10 +188,10 @@ def tokens_per_day_svg(days: Sequence[dict], *, title: str | None = None) -> Saf
             "the busiest day was %(peak_day)s with %(peak)s tokens."
         ) % {
             "title": title,
-            "start": days[0]["day"].isoformat(),
-            "end": days[-1]["day"].isoformat(),
+            "start": _day(days[0]["day"]),
+            "end": _day(days[-1]["day"]),
             "total": total,
-            "peak_day": peak["day"].isoformat(),
+            "peak_day": _day(peak["day"]),
             "peak": peak["prompt_tokens"] + peak["completion_tokens"],
         }
     else:

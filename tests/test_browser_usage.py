@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.db.models import Sum
-from django.utils import timezone
+from django.utils import formats, timezone
 
 from conversations.models import Completion, ModelPrice
 
@@ -63,7 +63,7 @@ def test_my_usage_shows_the_totals_and_the_chart_after_a_few_chats(live_stack, p
     box = chart.bounding_box()
     assert box is not None and box["width"] > 400 and box["height"] > 150
     # Today's bar carries the day's numbers in its tooltip.
-    today = timezone.localdate().isoformat()
+    today = formats.date_format(timezone.localdate())
     expect(
         chart.locator("g.bar title", has_text=f"{today}: {totals['total']} tokens")
     ).to_have_count(1)

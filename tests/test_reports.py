@@ -310,7 +310,7 @@ def test_chart_is_an_accessible_stacked_bar_chart():
     assert "Tokens &lt;per&gt; day" in svg and "<per>" not in svg
     # A tooltip per day, prompt and completion as two stacked rectangles.
     assert svg.count('<g class="bar"><title>') == 5
-    assert "2025-06-06: 560 tokens (400 prompt, 160 completion), 4 requests" in svg
+    assert "June 6, 2025: 560 tokens (400 prompt, 160 completion), 4 requests" in svg
     assert "prompt tokens" in svg and "completion tokens" in svg
 
 
