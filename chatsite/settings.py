@@ -344,3 +344,13 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
+# --- Abuse limits ---
+# Counted in the cache above (see conversations/limits.py); 0 turns a limit off.
+# Failed log-ins per username and per client address (REMOTE_ADDR) in a sliding window.
+LOGIN_FAILURES_PER_USERNAME = envint("LOGIN_FAILURES_PER_USERNAME", 5)
+LOGIN_FAILURES_PER_IP = envint("LOGIN_FAILURES_PER_IP", 20)
+LOGIN_FAILURE_WINDOW = envfloat("LOGIN_FAILURE_WINDOW", 60.0)
+# Messages (and retries) each user may send per minute, and replies queued or being
+# written at once per user (counted in the database).
+MESSAGES_PER_MINUTE = envint("MESSAGES_PER_MINUTE", 20)
+MAX_REPLIES_IN_FLIGHT = envint("MAX_REPLIES_IN_FLIGHT", 3)

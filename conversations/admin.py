@@ -20,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import budgets, review, services
+from .forms import AdminLoginForm
 from .models import (
     AuditEvent,
     BudgetPeriod,
@@ -481,3 +482,7 @@ class UserBudgetAdmin(admin.ModelAdmin):
     @admin.display(description=_("cost this month"), ordering="used_cost")
     def cost_this_month(self, obj: UserBudget):
         return obj.used_cost
+
+
+# The admin's log-in form counts failed attempts like the site's (limits.py).
+admin.site.login_form = AdminLoginForm

@@ -6,10 +6,12 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from . import limits
 from .client import MAX_STOP_SEQUENCES
 from .models import Conversation
 
@@ -22,12 +24,44 @@ class SignupForm(UserCreationForm):
         super().__init__(*args, **kwargs)
 
 
-class LoginForm(AuthenticationForm):
+class ThrottledLogin:
+    """A log-in form under the failed log-in limits (limits.py): over them the attempt
+    is refused without checking the password, and `refusal` tells the view to say 429."""
+
+    refusal: limits.RateLimited | None = None
+
+    def clean(self) -> dict[str, Any]:
+        username = self.cleaned_data.get("username")
+        password = self.cleaned_data.get("password")
+        if username is None or not password:
+            return super().clean()
+        ip = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
+        try:
+            attempt = limits.login_attempt(username=username, ip=ip)
+        except limits.RateLimited as refusal:
+            self.refusal = refusal
+            raise
+        try:
+            cleaned = super().clean()
+        except ValidationError:
+            if self.user_cache is not None:
+                # The password was right; the account may not log in here (inactive, not staff).
+                attempt.succeeded()
+            raise
+        attempt.succeeded()
+        return cleaned
+
+
+class LoginForm(ThrottledLogin, AuthenticationForm):
     """Django's own login form, its labels without a trailing colon."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+
+
+class AdminLoginForm(ThrottledLogin, AdminAuthenticationForm):
+    """The admin's log-in form, under the same limits."""
 
 
 class _Form(forms.Form):

@@ -22,7 +22,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import budgets, client, streams
+from . import budgets, client, limits, streams
 from .models import Completion, Conversation, Message, ModelPrice
 from .rendering import render_markdown_for_storage
 
@@ -125,20 +125,24 @@ def _lock(conversation: Conversation) -> Conversation:
 
 
 def message_send(*, conversation: Conversation, content: str) -> tuple[Message, Completion | None]:
-    """Store the user's message, then queue a completion for it (after commit).
+    """Store the user's message and queue a completion for it (sent after commit).
 
-    The message is kept even when no call can be queued (over budget): then
-    `budgets.BudgetExceeded` is raised after the message is saved.
+    Refused before anything is stored: an empty message, a conversation still waiting
+    for a reply (ConversationBusy), and the user's abuse limits (`limits.RateLimited`).
+    Over budget the message is kept but no call is queued: `budgets.BudgetExceeded` is
+    raised after the message is saved.
     """
     content = content.strip()
     if not content:
         raise ValidationError({"content": _("Write a message first.")})
-    with transaction.atomic():
+    over_budget = None
+    with limits.message_counted(user_id=conversation.owner_id), transaction.atomic():
         conversation = _lock(conversation)
         if conversation.completions.filter(status__in=Completion.ACTIVE).exists():
             raise ConversationBusy(
                 {"content": _("Wait for the reply to finish before sending another message.")}
             )
+        limits.replies_in_flight_check(user_id=conversation.owner_id)
         body = request_body(
             conversation, [*history(conversation), {"role": "user", "content": content}]
         )
@@ -154,8 +158,14 @@ def message_send(*, conversation: Conversation, content: str) -> tuple[Message, 
         if not conversation.title:
             updates["title"] = _title_from(content)
         Conversation.objects.filter(pk=conversation.pk).update(**updates)
-    # The message is committed: an over-budget refusal below leaves it in place.
-    completion = _completion_queue(conversation=conversation, message=message, body=body)
+        # Queued in this transaction, so the in-flight count holds; over budget only
+        # the completion's savepoint rolls back and the message stays.
+        try:
+            completion = _completion_queue(conversation=conversation, message=message, body=body)
+        except budgets.BudgetExceeded as error:
+            over_budget = error
+    if over_budget is not None:
+        raise over_budget
     return message, completion
 
 
@@ -185,15 +195,15 @@ def completion_retry(*, completion: Completion) -> Completion:
     """A new completion for the same user message, after a failed one."""
     if completion.status != Completion.Status.FAILED:
         raise ValidationError(_("Only a failed reply can be retried."))
-    conversation = completion.conversation
     message = completion.request_message
-    with transaction.atomic():
-        conversation = _lock(conversation)
+    with limits.message_counted(user_id=completion.user_id), transaction.atomic():
+        conversation = _lock(completion.conversation)
         if conversation.completions.filter(status__in=Completion.ACTIVE).exists():
             raise ConversationBusy(_("A reply is already being written."))
+        limits.replies_in_flight_check(user_id=conversation.owner_id)
         body = request_body(conversation, history(conversation, upto_position=message.position))
         Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=timezone.now())
-    return _completion_queue(conversation=conversation, message=message, body=body)
+        return _completion_queue(conversation=conversation, message=message, body=body)
 
 
 def choice_select(*, message: Message) -> Message:

@@ -1,4 +1,4 @@
-"""The chat pages: sign-up, the chat page and the htmx partials it swaps in.
+"""The chat pages: sign-up and log-in, the chat page and the htmx partials it swaps in.
 
 Views stay thin (form -> service -> render). Every id in a URL goes through an ownership
 helper in `selectors` that answers 404 for other users. htmx requests get a named partial
@@ -7,8 +7,9 @@ of `conversations/chat.html`; plain form posts redirect back to the page (PRG).
 
 from __future__ import annotations
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -19,9 +20,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
-from . import selectors, services
+from . import limits, selectors, services
 from .budgets import BudgetExceeded
-from .forms import MessageForm, RenameForm, SettingsForm, SignupForm
+from .forms import LoginForm, MessageForm, RenameForm, SettingsForm, SignupForm
 from .models import Completion, Conversation
 
 TEMPLATE = "conversations/chat.html"
@@ -74,6 +75,29 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "registration/signup.html", {"form": form})
 
 
+def _refused(response: HttpResponse, form) -> HttpResponse:
+    """A log-in refused by the failed log-in limits answers 429 Too Many Requests."""
+    refusal = getattr(form, "refusal", None)
+    if refusal is not None:
+        response.status_code = 429
+        response["Retry-After"] = str(refusal.retry_after)
+    return response
+
+
+class LoginView(auth_views.LoginView):
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        return _refused(super().form_invalid(form), form)
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's own log-in view (its form is AdminLoginForm), answering 429 when refused."""
+    response = admin.site.login(request)
+    return _refused(response, (getattr(response, "context_data", None) or {}).get("form"))
+
+
 # --- Pages ---
 
 
@@ -110,6 +134,10 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
     if form is not None:
         try:
             services.message_send(conversation=conversation, content=form.cleaned_data["content"])
+        except limits.RateLimited as error:
+            # Nothing was sent: the text stays in the composer.
+            form.add_service_errors(error)
+            return _page(request, conversation, message_form=form, status=429)
         except ValidationError as error:
             for text in _messages_of(error):
                 messages.error(request, text)
@@ -131,6 +159,7 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def message_send(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = selectors.get_conversation_for_user(request.user, pk)
     form = MessageForm(request.POST)
+    status = 400
     if form.is_valid():
         try:
             message, completion = services.message_send(
@@ -154,6 +183,8 @@ def message_send(request: HttpRequest, pk: int) -> HttpResponse:
             )
         except ValidationError as error:
             form.add_service_errors(error)
+            if isinstance(error, limits.RateLimited):
+                status = 429
         else:
             if not request.htmx:
                 return redirect("conversation_detail", pk=pk)
@@ -169,10 +200,11 @@ def message_send(request: HttpRequest, pk: int) -> HttpResponse:
                 },
             )
     if request.htmx:
+        # 200: htmx 2 does not swap 4xx answers, and the composer must show the error.
         return render(
             request, _partial("composer"), {"conversation": conversation, "message_form": form}
         )
-    return _page(request, conversation, message_form=form, status=400)
+    return _page(request, conversation, message_form=form, status=status)
 
 
 @login_required

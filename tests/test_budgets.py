@@ -203,8 +203,11 @@ SENDERS = 20
 ALLOWED = 5  # the limit fits this many reservations, and half of one more
 
 
-def _race(alice, simulator, enqueued) -> None:
+def _race(alice, simulator, enqueued, settings) -> None:
     """SENDERS threads send at once, each in its own conversation; only ALLOWED fit."""
+    # Only the budget may refuse here, not the abuse limits.
+    settings.MAX_REPLIES_IN_FLIGHT = 0
+    settings.MESSAGES_PER_MINUTE = 0
     conversations = [
         services.conversation_create(owner=alice, model="gpt-4o-mini", max_tokens=MAX_TOKENS)
         for _ in range(SENDERS)
@@ -256,8 +259,10 @@ def _race(alice, simulator, enqueued) -> None:
     assert now.used_tokens == used <= limit
 
 
-def test_parallel_sends_never_pass_the_limit(transactional_db, alice, simulator, enqueued):
-    _race(alice, simulator, enqueued)
+def test_parallel_sends_never_pass_the_limit(
+    transactional_db, alice, simulator, enqueued, settings
+):
+    _race(alice, simulator, enqueued, settings)
 
 
 @pytest.fixture
@@ -274,6 +279,8 @@ def postgresql(transactional_db) -> None:
 
 
 @pytest.mark.postgres
-def test_parallel_sends_never_pass_the_limit_on_postgresql(postgresql, alice, simulator, enqueued):
+def test_parallel_sends_never_pass_the_limit_on_postgresql(
+    postgresql, alice, simulator, enqueued, settings
+):
     assert connection.vendor == "postgresql"
-    _race(alice, simulator, enqueued)
+    _race(alice, simulator, enqueued, settings)

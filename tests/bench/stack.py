@@ -191,6 +191,9 @@ class Stack:
             "UPSTREAM_STREAM": "1",
             "SIMULATOR_PORT": str(self.simulator_port),
             "CELERY_QUEUE": f"chatsite-bench-{os.getpid()}",
+            # Simulated people send far more than a person would: the abuse limits are off.
+            "MESSAGES_PER_MINUTE": "0",
+            "MAX_REPLIES_IN_FLIGHT": "0",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
