@@ -31,7 +31,6 @@ from .views import render_ended
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 15.0
 # A reader gives up after this long; the page's fallback poll takes over.
 MAX_STREAM_SECONDS = 600.0
 
@@ -56,6 +55,12 @@ async def completion_events(request: HttpRequest, pk: int, cid: int) -> HttpResp
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not hold events back
     return response
+
+
+def _close_connection() -> None:
+    # `connection` is per thread: it must be looked up in the thread that closes it, not
+    # where sync_to_async is called (the event loop's), or Django refuses the close.
+    connection.close()
 
 
 def _completion_for(user, pk: int, cid: int) -> Completion:
@@ -143,7 +148,7 @@ async def _database_events(request: HttpRequest, completion: Completion) -> Asyn
         now = await _snapshot(completion.pk)
         if pooled:
             # Give the connection back between looks: many streams share a small pool.
-            await sync_to_async(connection.close)()
+            await sync_to_async(_close_connection)()
         if now.active and now.live_state != sent_state:
             sent_state = now.live_state
             yield _status_event(now.live_state)
@@ -160,7 +165,7 @@ async def _database_events(request: HttpRequest, completion: Completion) -> Asyn
             return
         if moment - started > MAX_STREAM_SECONDS:
             return
-        if moment - last_beat > HEARTBEAT_SECONDS:
+        if moment - last_beat > settings.STREAM_HEARTBEAT_SECONDS:
             last_beat = moment
             yield ": keep-alive\n\n"
         await asyncio.sleep(settings.STREAM_POLL_INTERVAL)
@@ -176,7 +181,9 @@ def _redis():
 
         # A blocking XREAD waits up to a heartbeat: the socket must wait longer than that.
         _async_redis = redis.asyncio.Redis.from_url(
-            settings.REDIS_URL, decode_responses=True, socket_timeout=HEARTBEAT_SECONDS + 10
+            settings.REDIS_URL,
+            decode_responses=True,
+            socket_timeout=settings.STREAM_HEARTBEAT_SECONDS + 10,
         )
     return _async_redis
 
@@ -199,7 +206,7 @@ async def _redis_events(request: HttpRequest, completion: Completion) -> AsyncIt
             gap = settings.STREAM_EVENT_MIN_INTERVAL - (time.monotonic() - last_text)
             block = max(1, int(gap * 1000))
         else:
-            block = int(HEARTBEAT_SECONDS * 1000)
+            block = int(settings.STREAM_HEARTBEAT_SECONDS * 1000)
         try:
             batches = await redis.xread({key: last_id}, block=block)
         except Exception:  # Redis gone: the database still has the text
@@ -213,7 +220,7 @@ async def _redis_events(request: HttpRequest, completion: Completion) -> AsyncIt
             # Nothing for a while: the reply may have ended before its stream began
             # (or the stream expired); the database knows.
             now = await _snapshot(completion.pk)
-            await sync_to_async(connection.close)()
+            await sync_to_async(_close_connection)()
             if not now.active:
                 yield await _done_event(request, completion.pk)
                 return

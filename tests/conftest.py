@@ -222,9 +222,16 @@ class WebProcess:
 
 
 @pytest.fixture
-def live_stack(transactional_db, simulator, tmp_path) -> Iterator[LiveStack]:
+def live_stack_env() -> dict[str, str]:
+    """More environment for the live stack's processes: a test changes it by parametrizing
+    `live_stack_env` (e.g. REDIS_URL="" for the database channel)."""
+    return {}
+
+
+@pytest.fixture
+def live_stack(transactional_db, simulator, tmp_path, live_stack_env) -> Iterator[LiveStack]:
     """uvicorn and a Celery worker as subprocesses on the test database, and the simulator."""
-    env = subprocess_env(simulator)
+    env = subprocess_env(simulator, **live_stack_env)
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the browser fixtures' setting is not prod's
     web = WebProcess(env, tmp_path / "web.log")
     worker = WorkerProcess(env, tmp_path / "worker.log")

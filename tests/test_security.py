@@ -188,3 +188,35 @@ def test_the_settings_in_the_deployment_guide_pass_check_deploy(tmp_path):
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=env, secret_key=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_processes_starting_together_agree_on_the_generated_secret_key(tmp_path):
+    """The embedded default makes a key on first start; web and worker start together."""
+    code = "from django.conf import settings; print(settings.SECRET_KEY)"
+    env = {"CHATSITE_VAR_DIR": str(tmp_path), "DJANGO_SECRET_KEY": ""}
+    base = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "DJANGO_SETTINGS_MODULE": "chatsite.settings"}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
+            cwd=ROOT,
+            env=base | env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    keys = {process.communicate(timeout=60)[0].strip() for process in processes}
+    assert len(keys) == 1
+    assert len(keys.pop()) >= 50
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".secret_key")] == []
+
+
+def test_production_hosts_share_live_replies_however_they_name_the_database():
+    code = "from django.conf import settings; print(settings.REDIS_KEY_PREFIX)"
+    prefixes = {
+        manage("shell", "--no-imports", "-c", code, env=PRODUCTION_ENV | {"DATABASE_URL": url})
+        .stdout.strip()
+        .splitlines()[-1]
+        for url in ("postgres://chat@127.0.0.1/chatsite", "postgres://chat@db.internal/chatsite")
+    }
+    assert prefixes == {"chatsite:"}

@@ -156,6 +156,43 @@ def test_stop_ends_the_upstream_call_and_keeps_the_partial_text(chat):
     assert reply.content in visible_text(done)
 
 
+@pytest.mark.parametrize("live_stack_env", [{"STREAM_HEARTBEAT_SECONDS": "0.3"}])
+def test_a_quiet_stream_keeps_alive_until_the_reply_comes(chat):
+    """Nothing to send for a while (a slow first token): comments keep the stream open,
+    and it gives its database connection back each time it looks (#9's production path)."""
+    stack = chat[0]
+    stack.simulator.control(latency=1.5)
+    completion = start_reply(chat, "/echo after a pause")
+    lines = []
+    for raw in open_events(chat, completion).iter_lines(chunk_size=1, decode_unicode=True):
+        lines.append(raw)
+        if raw == "event: done":
+            break
+    assert ": keep-alive" in lines
+    assert "event: done" in lines
+    assert "Traceback" not in stack.web_log.read_text()
+
+
+@pytest.mark.parametrize("live_stack_env", [{"REDIS_URL": ""}])
+def test_replies_stream_from_the_database_without_redis(chat):
+    """The embedded channel on whatever database this run uses (PostgreSQL in CI's second
+    pass), which is also where a stream falls back to when Redis goes away."""
+    stack = chat[0]
+    stack.simulator.control(token_delay=0.05)
+    completion = start_reply(chat, "Stream this from the database")
+    texts, done = [], None
+    for event, data in events(open_events(chat, completion)):
+        if event == "text-0":
+            texts.append(visible_text(data))
+        if event == "done":
+            done = data
+            break
+    reply = Message.objects.get(completion=completion)
+    assert texts and all(reply.content.startswith(text) for text in texts)
+    assert visible_text(done).count(reply.content) == 1
+    assert "Traceback" not in stack.web_log.read_text()
+
+
 def test_events_of_another_users_reply_are_404(chat):
     stack, _, conversation = chat
     completion = start_reply(chat, "mine")
