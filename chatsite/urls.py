@@ -15,6 +15,7 @@ urlpatterns = [
     path("accounts/login/", chat_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", chat_views.signup, name="signup"),
+    path("accounts/signup/pending/", chat_views.signup_pending, name="signup_pending"),
     path("", include("conversations.urls")),
     # No separate static server in the embedded deployment: uvicorn serves `static/` too.
     re_path(r"^static/(?P<path>.*)$", serve_static, {"insecure": True}),

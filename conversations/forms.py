@@ -11,22 +11,48 @@ from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from . import limits
+from . import accounts, limits
 from .client import MAX_STOP_SEQUENCES
 from .models import Conversation
 
 
-class SignupForm(UserCreationForm):
-    """Django's own sign-up form (labels "Username", "Password", "Password confirmation")."""
+class ServiceErrors:
+    """Forms that show a service's errors."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def add_service_errors(self, error: ValidationError) -> None:
+        """Put a service's {field: message} errors beside the fields they name."""
+        if hasattr(error, "error_dict"):
+            for name, errors in error.error_dict.items():
+                self.add_error(name if name in self.fields else None, errors)
+        else:
+            self.add_error(None, error)
+
+
+class SignupForm(ServiceErrors, UserCreationForm):
+    """Django's own sign-up form (labels "Username", "Password", "Password confirmation"),
+    and the invitation code first when sign-up is by invitation."""
+
+    invite = forms.CharField(label=_("Invitation code"), max_length=64)
+    field_order = ["invite", "username", "password1", "password2"]
+
+    def __init__(self, *args: Any, invite_required: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+        if not invite_required:
+            del self.fields["invite"]
+
+    def clean_invite(self) -> str:
+        code = self.cleaned_data["invite"].strip()
+        problem = accounts.invitation_problem(code)
+        if problem:
+            raise ValidationError(problem, code="invitation")
+        return code
 
 
 class ThrottledLogin:
     """A log-in form under the failed log-in limits (limits.py): over them the attempt
-    is refused without checking the password, and `refusal` tells the view to say 429."""
+    is refused without checking the password, and `refusal` tells the view to say 429.
+    An account waiting for approval is told so when its password is right."""
 
     refusal: limits.RateLimited | None = None
 
@@ -47,6 +73,12 @@ class ThrottledLogin:
             if self.user_cache is not None:
                 # The password was right; the account may not log in here (inactive, not staff).
                 attempt.succeeded()
+            elif accounts.is_pending(username=username, password=password):
+                attempt.succeeded()
+                raise ValidationError(
+                    _("Your account is waiting for approval by an administrator."),
+                    code="pending",
+                ) from None
             raise
         attempt.succeeded()
         return cleaned
@@ -64,18 +96,10 @@ class AdminLoginForm(ThrottledLogin, AdminAuthenticationForm):
     """The admin's log-in form, under the same limits."""
 
 
-class _Form(forms.Form):
+class _Form(ServiceErrors, forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
-
-    def add_service_errors(self, error: ValidationError) -> None:
-        """Put a service's {field: message} errors beside the fields they name."""
-        if hasattr(error, "error_dict"):
-            for name, errors in error.error_dict.items():
-                self.add_error(name if name in self.fields else None, errors)
-        else:
-            self.add_error(None, error)
 
 
 class MessageForm(_Form):

@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
-from . import limits, selectors, services
+from . import accounts, limits, selectors, services
 from .budgets import BudgetExceeded
 from .forms import LoginForm, MessageForm, RenameForm, SettingsForm, SignupForm
 from .models import Completion, Conversation
@@ -65,14 +65,40 @@ def _page(
 
 
 def signup(request: HttpRequest) -> HttpResponse:
+    """Sign-up as the site's sign-up mode says: open, by invitation (?invite=CODE fills
+    the code in), with approval (then no log-in until staff approve) or closed."""
     if request.user.is_authenticated:
         return redirect("chat_home")
-    form = SignupForm(request.POST or None)
+    mode = accounts.signup_mode()
+    if mode == accounts.SignupMode.CLOSED:
+        status = 403 if request.method == "POST" else 200
+        return render(request, "registration/signup.html", {"closed": True}, status=status)
+    form = SignupForm(
+        request.POST or None,
+        invite_required=mode == accounts.SignupMode.INVITE,
+        initial={"invite": request.GET.get("invite", "")},
+    )
     if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("chat_home")
-    return render(request, "registration/signup.html", {"form": form})
+        try:
+            user = accounts.account_signup(
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password1"],
+                invite_code=form.cleaned_data.get("invite", ""),
+            )
+        except ValidationError as error:
+            form.add_service_errors(error)
+        else:
+            if not user.is_active:
+                return redirect("signup_pending")
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("chat_home")
+    context = {"form": form, "approval": mode == accounts.SignupMode.APPROVAL}
+    return render(request, "registration/signup.html", context)
+
+
+@require_GET
+def signup_pending(request: HttpRequest) -> HttpResponse:
+    return render(request, "registration/signup.html", {"pending": True})
 
 
 def _refused(response: HttpResponse, form) -> HttpResponse:

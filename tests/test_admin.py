@@ -21,8 +21,11 @@ from conversations.models import (
     AuditEvent,
     Completion,
     Conversation,
+    Invitation,
     Message,
     ModelPrice,
+    PendingAccount,
+    SiteSettings,
     UserBudget,
 )
 
@@ -150,6 +153,9 @@ def test_a_plain_user_is_redirected_from_every_admin_url(client, alice, bob):
         AuditEvent: event,
         User: alice,
         Group: Group.objects.get(name=review.REVIEWER_GROUP),
+        SiteSettings: SiteSettings.objects.get_or_create(pk=1)[0],
+        Invitation: Invitation.objects.create(note="for dora"),
+        PendingAccount: PendingAccount.objects.create(user=bob),
     }
     urls = [
         reverse("admin:index"),
