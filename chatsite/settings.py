@@ -83,7 +83,16 @@ if not SECRET_KEY:
     if not key_file.exists():
         from django.core.management.utils import get_random_secret_key
 
-        key_file.write_text(get_random_secret_key())
+        # Processes starting together (web, worker) must end up with one key: each writes
+        # its own file and links it into place, which only the first one manages.
+        draft = VAR_DIR / f".secret_key.{os.getpid()}"
+        draft.write_text(get_random_secret_key())
+        try:
+            os.link(draft, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     SECRET_KEY = key_file.read_text().strip()
 
 ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
@@ -255,6 +264,8 @@ STREAM_STOP_CHECK_INTERVAL = envfloat("STREAM_STOP_CHECK_INTERVAL", 0.25)
 STREAM_POLL_INTERVAL = envfloat("STREAM_POLL_INTERVAL", 0.05)
 # At most one text event per reply stream this often (each re-renders the whole reply).
 STREAM_EVENT_MIN_INTERVAL = envfloat("STREAM_EVENT_MIN_INTERVAL", 0.1)
+# A reply stream with nothing to send says so this often (a comment), so proxies keep it.
+STREAM_HEARTBEAT_SECONDS = envfloat("STREAM_HEARTBEAT_SECONDS", 15.0)
 
 # --- Completions: retries, leases and the sweep that recovers lost work ---
 COMPLETION_MAX_ATTEMPTS = envint("COMPLETION_MAX_ATTEMPTS", 5)
@@ -273,11 +284,16 @@ BUDGET_MONTHLY_COST = envdecimal("BUDGET_MONTHLY_COST")
 # --- Celery ---
 REDIS_URL = envsecret("REDIS_URL")
 # Keys of live replies; by default one namespace per database, so deployments (and test
-# runs) that share a Redis never read each other's replies.
-REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX") or "chatsite:{}:".format(
-    hashlib.sha256(
-        f"{DATABASES['default'].get('HOST')}/{DATABASES['default']['NAME']}".encode()
-    ).hexdigest()[:10]
+# runs) that share a Redis never read each other's replies. In production every host must
+# agree on it however it spells the database's address: a fixed prefix.
+REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX") or (
+    "chatsite:"
+    if PRODUCTION
+    else "chatsite:{}:".format(
+        hashlib.sha256(
+            f"{DATABASES['default'].get('HOST')}/{DATABASES['default']['NAME']}".encode()
+        ).hexdigest()[:10]
+    )
 )
 # The cache holds the abuse limits' counters. With Redis every web process shares them;
 # the embedded default serves from one web process, whose memory is enough.
