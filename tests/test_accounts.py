@@ -35,6 +35,16 @@ def sign_up(client: Client, username: str = "dora", **extra: str):
     return client.post(reverse("signup"), data)
 
 
+PENDING_LIST = "admin:conversations_pendingaccount_changelist"
+
+
+def on_pending(admin: Client, action: str, username: str):
+    """Run an admin action on one pending account, as from its list."""
+    pending = PendingAccount.objects.get(user__username=username)
+    data = {"action": action, "_selected_action": [pending.pk]}
+    return admin.post(reverse(PENDING_LIST), data, follow=True)
+
+
 def logged_in(client: Client) -> bool:
     return client.get(reverse("chat_home")).status_code == 200
 
@@ -98,14 +108,9 @@ def test_staff_approve_pending_accounts_in_the_admin(client, signup_mode, superu
     sign_up(client, "eve")
     admin = Client()
     admin.force_login(superuser)
-    listing = admin.get(reverse("admin:conversations_pendingaccount_changelist")).content.decode()
+    listing = admin.get(reverse(PENDING_LIST)).content.decode()
     assert "dora" in listing and "eve" in listing
-    dora = PendingAccount.objects.get(user__username="dora")
-    response = admin.post(
-        reverse("admin:conversations_pendingaccount_changelist"),
-        {"action": "approve_selected", "_selected_action": [dora.pk]},
-        follow=True,
-    )
+    response = on_pending(admin, "approve_selected", "dora")
     assert "Approved 1 account: it can log in now." in response.content.decode()
     assert User.objects.get(username="dora").is_active
     assert not PendingAccount.objects.filter(user__username="dora").exists()
@@ -119,12 +124,7 @@ def test_rejecting_a_pending_account_deletes_it(client, signup_mode, superuser):
     sign_up(client, "eve")
     admin = Client()
     admin.force_login(superuser)
-    eve = PendingAccount.objects.get(user__username="eve")
-    response = admin.post(
-        reverse("admin:conversations_pendingaccount_changelist"),
-        {"action": "reject_selected", "_selected_action": [eve.pk]},
-        follow=True,
-    )
+    response = on_pending(admin, "reject_selected", "eve")
     assert "Deleted 1 account." in response.content.decode()
     assert not User.objects.filter(username="eve").exists()
     # The username is free again.
@@ -137,10 +137,8 @@ def test_staff_without_the_permission_cannot_approve(client, signup_mode, staff)
     sign_up(client)
     admin = Client()
     admin.force_login(staff)
-    url = reverse("admin:conversations_pendingaccount_changelist")
-    assert admin.get(url).status_code == 403
-    pending = PendingAccount.objects.get()
-    admin.post(url, {"action": "approve_selected", "_selected_action": [pending.pk]})
+    assert admin.get(reverse(PENDING_LIST)).status_code == 403
+    on_pending(admin, "approve_selected", "dora")
     assert not User.objects.get(username="dora").is_active
 
 
