@@ -1,9 +1,9 @@
-"""Site URLs: admin, accounts, the chat app, and static files (served by Django itself)."""
+"""Site URLs: admin, accounts and the chat app. Static files are WhiteNoise's (middleware),
+and /healthz and /readyz are answered by chatsite.health before any URL is looked up."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.contrib.staticfiles.views import serve as serve_static
-from django.urls import include, path, re_path
+from django.urls import include, path
 
 from conversations import views as chat_views
 
@@ -17,6 +17,4 @@ urlpatterns = [
     path("accounts/signup/", chat_views.signup, name="signup"),
     path("accounts/signup/pending/", chat_views.signup_pending, name="signup_pending"),
     path("", include("conversations.urls")),
-    # No separate static server in the embedded deployment: uvicorn serves `static/` too.
-    re_path(r"^static/(?P<path>.*)$", serve_static, {"insecure": True}),
 ]
