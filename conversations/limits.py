@@ -53,7 +53,7 @@ from django.utils.translation import ngettext
 from .models import Completion
 
 BUCKETS = 6
-# The time of day in seconds; tests replace it to move time without sleeping.
+# Seconds since the epoch; tests replace it to move time without sleeping.
 clock = time.time
 
 
@@ -175,7 +175,6 @@ class LoginAttempt:
     """An attempt counted as failed; `succeeded()` once the password proved right."""
 
     username: str
-    username_hit: Hit
     ip_hit: Hit
 
     def succeeded(self) -> None:
@@ -202,7 +201,7 @@ def login_attempt(*, username: str, ip: str) -> LoginAttempt:
             % {"seconds": seconds},
             retry_after=seconds,
         )
-    return LoginAttempt(username=who, username_hit=by_username, ip_hit=by_ip)
+    return LoginAttempt(username=who, ip_hit=by_ip)
 
 
 # --- Sending ---
