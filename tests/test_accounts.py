@@ -227,7 +227,9 @@ def test_the_login_page_offers_sign_up_unless_it_is_closed(client, signup_mode):
         signup_mode(mode)
         assert offer in client.get(reverse("login")).content.decode(), mode
     signup_mode("closed")
-    assert "No account yet?" not in client.get(reverse("login")).content.decode()
+    page = client.get(reverse("login")).content.decode()
+    assert "No account yet?" not in page
+    assert f'href="{reverse("signup")}"' not in page  # nor in the header
 
 
 # --- The setting in the admin ---
