@@ -13,6 +13,8 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -30,7 +32,19 @@ access_logger = logging.getLogger("chatsite.request")
 
 
 def current_request_id() -> str:
-    return request_id_var.get()
+    """The id of the request being served, or "" outside one."""
+    request_id = request_id_var.get()
+    return "" if request_id == NO_REQUEST else request_id
+
+
+@contextmanager
+def request_id_bound(request_id: str) -> Iterator[None]:
+    """Log (and send tasks) under `request_id` for the duration."""
+    token = request_id_var.set(request_id)
+    try:
+        yield
+    finally:
+        request_id_var.reset(token)
 
 
 def incoming_request_id(request: HttpRequest) -> str:

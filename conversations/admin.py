@@ -337,8 +337,8 @@ class CompletionAdmin(ChatContentAdmin):
         ("user", admin.RelatedOnlyFieldListFilter),
     )
     list_select_related = ("user",)
-    search_fields = ("=id", "response_id", "user__username", "error_message")
-    search_help_text = _("Completion number, response id, username or error text.")
+    search_fields = ("=id", "response_id", "=request_id", "user__username", "error_message")
+    search_help_text = _("Completion number, response id, request id, username or error text.")
     ordering = ("-queued_at",)
     fieldsets = (
         (
@@ -354,6 +354,7 @@ class CompletionAdmin(ChatContentAdmin):
                     "http_status",
                     "error_type",
                     "error_message",
+                    "request_id",
                 )
             },
         ),

@@ -212,6 +212,9 @@ class Completion(models.Model):
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     stop_requested = models.BooleanField(_("stop requested"), default=False)
+    # The web request that queued it: the worker logs its lines under this id, retries
+    # and the sweep's re-sends included (see chatsite.logs).
+    request_id = models.CharField(_("request id"), max_length=100, blank=True)
 
     # Cost at the price in force when the call finished; history never changes.
     price = models.ForeignKey(
@@ -307,6 +310,7 @@ class AuditEvent(models.Model):
         VIEW_TRANSCRIPT = "view_transcript", _("viewed transcript")
         EXPORT_JSON = "export_json", _("exported as JSON")
         EXPORT_MARKDOWN = "export_markdown", _("exported as Markdown")
+        EXPORT_CSV = "export_csv", _("exported as CSV")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     actor = models.ForeignKey(

@@ -45,8 +45,6 @@ from .usage_views import UTF8_BOM, spreadsheet_safe
 REVIEWER_GROUP = "Reviewer"
 REVIEW_PERMISSION = "conversations.review_conversation"
 TRANSCRIPT_ORDER = ("position", "choice_index", "id")
-# AuditEvent.Action has no choice for it yet (models.py): the admin lists the raw value.
-EXPORT_CSV = "export_csv"
 # One row per message; stable English keys whatever the reviewer's language.
 CSV_COLUMNS = (
     "conversation_id",
@@ -475,5 +473,7 @@ def export_csv(*, conversations: QuerySet[Conversation], actor) -> str:
     writer.writerow(CSV_COLUMNS)
     for conversation in rows:
         writer.writerows(_csv_row(conversation, m) for m in conversation.messages.all())
-    audit_record(actor=actor, action=EXPORT_CSV, conversation_ids=[c.pk for c in rows])
+    audit_record(
+        actor=actor, action=AuditEvent.Action.EXPORT_CSV, conversation_ids=[c.pk for c in rows]
+    )
     return UTF8_BOM + buffer.getvalue()

@@ -22,6 +22,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from chatsite import logs
+
 from . import budgets, client, limits, streams
 from .models import Completion, Conversation, Message, ModelPrice
 from .rendering import render_markdown_for_storage
@@ -184,6 +186,7 @@ def _completion_queue(
             request_message=message,
             model=body["model"],
             request_body=body,
+            request_id=logs.current_request_id(),
         )
         # Raises BudgetExceeded (rolling the completion back) when over the limit.
         budgets.completion_reserve(completion=completion)
@@ -635,18 +638,21 @@ def completions_sweep() -> list[int]:
     (worker died). The claim keeps it to one call and one reply."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.COMPLETION_STALE_QUEUED_SECONDS)
-    ids = list(
+    lost = dict(
         Completion.objects.filter(
             Q(status=Completion.Status.QUEUED, available_at__lt=stale)
             | Q(status=Completion.Status.RUNNING, lease_expires_at__lt=now)
-        ).values_list("pk", flat=True)[:1000]
+        ).values_list("pk", "request_id")[:1000]
     )
+    ids = list(lost)
     if ids:
         # Push the queued ones forward so the next sweep leaves them alone a while.
         Completion.objects.filter(pk__in=ids, status=Completion.Status.QUEUED).update(
             available_at=now
         )
         logger.info("Sweep re-sends completions %s", ids)
-    for completion_id in ids:
-        completion_enqueue(completion_id)
+    for completion_id, request_id in lost.items():
+        # Sent under the id of the request that asked for it, so its lines stay findable.
+        with logs.request_id_bound(request_id or logs.NO_REQUEST):
+            completion_enqueue(completion_id)
     return ids

@@ -270,6 +270,17 @@ def test_search_matches_titles_and_usernames(client, reviewer, alice, bob):
     assert results(client.get(changelist(Conversation), {"q": "bob"})) == [bobs]
 
 
+def test_completions_are_found_by_the_request_id_in_the_logs(client, reviewer, alice):
+    make_conversation(alice, ("a", "b"), ("c", "d"))
+    traced = Completion.objects.order_by("pk").last()
+    Completion.objects.filter(pk=traced.pk).update(request_id="9f2c4e0d1a")
+    client.force_login(reviewer)
+    response = client.get(changelist(Completion), {"q": "9f2c4e0d1a"})
+    assert results(response) == [traced]
+    page = client.get(reverse("admin:conversations_completion_change", args=[traced.pk]))
+    assert "9f2c4e0d1a" in page.content.decode()
+
+
 def test_the_list_shows_counts_tokens_and_cost_without_multiplying_rows(client, reviewer, alice):
     conversation = make_conversation(alice, ("a", "b"), ("c", "d"), failed="upstream down")
     client.force_login(reviewer)

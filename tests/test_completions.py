@@ -6,6 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from chatsite import logs
 from conversations import services, tasks
 from conversations.models import Completion, Conversation, Message
 from conversations.simulator import count_tokens
@@ -257,6 +258,26 @@ def test_the_sweep_resends_stale_queued_and_expired_running(
         assert Message.objects.filter(completion=completion).count() == 1
     fresh.refresh_from_db()
     assert fresh.status == Completion.Status.QUEUED
+
+
+def test_a_completion_keeps_its_request_id_and_the_sweep_resends_under_it(
+    conversation, send, settings, monkeypatch
+):
+    with logs.request_id_bound("req-sent-by-web"):
+        _, completion = send(conversation, "lost by the broker")
+    assert completion.request_id == "req-sent-by-web"
+    long_ago = timezone.now() - timedelta(seconds=settings.COMPLETION_STALE_QUEUED_SECONDS + 5)
+    Completion.objects.filter(pk=completion.pk).update(available_at=long_ago)
+
+    sent_under = []
+    monkeypatch.setattr(
+        tasks.run_completion,
+        "apply_async",
+        lambda args, countdown=None: sent_under.append((args[0], logs.current_request_id())),
+    )
+    assert services.completions_sweep() == [completion.pk]
+    assert sent_under == [(completion.pk, "req-sent-by-web")]
+    assert logs.current_request_id() == ""  # the sweep's own context is left as it was
 
 
 def test_a_message_is_kept_when_the_broker_is_down(conversation, monkeypatch, send):

@@ -58,6 +58,7 @@ def test_the_request_id_follows_a_message_into_the_worker_log(live_stack):
     assert response.headers["X-Request-ID"] == request_id
     completion = ended(conversation)
     assert completion.status == Completion.Status.SUCCEEDED
+    assert completion.request_id == request_id
 
     def worker_lines() -> list[str]:
         return [line for line in live_stack.worker.log().splitlines() if f"[{request_id}]" in line]

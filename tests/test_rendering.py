@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from html import unescape
 
 import pytest
 
+from conversations import services
+from conversations.models import Message
 from conversations.rendering import render_markdown, render_plain
 
 
@@ -103,3 +106,18 @@ def test_stored_html_shows_the_copy_button_in_the_readers_language():
     assert ">Copy</button>" in stored
     with translation.override("zh-hans"):
         assert ">复制</button>" in localize(stored)
+
+
+def test_replies_stored_with_inline_alignment_get_classes(alice):
+    """Migration 0005: replies rendered before the CSP kept style="" on table cells."""
+    from django.apps import apps
+
+    migration = importlib.import_module("conversations.migrations.0005_completion_request_id")
+    conversation = services.conversation_create(owner=alice)
+    legacy = '<table><tr><th style="text-align:right">a</th><td>b</td></tr></table>'
+    message = Message.objects.create(
+        conversation=conversation, role="assistant", content="| a |", position=0, html=legacy
+    )
+    migration.table_alignment_as_classes(apps, None)
+    message.refresh_from_db()
+    assert message.html == '<table><tr><th class="align-right">a</th><td>b</td></tr></table>'
