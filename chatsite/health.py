@@ -22,6 +22,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from kombu import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ def check_database() -> None:
 
 
 def check_broker() -> None:
-    from chatsite.celery import app
-
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
         # The embedded broker is a folder: ready when the worker and we can write to it.
         folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
@@ -46,7 +45,7 @@ def check_broker() -> None:
         probe.write_bytes(b"")
         probe.unlink()
         return
-    with app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
+    with Connection(settings.CELERY_BROKER_URL, connect_timeout=CHECK_TIMEOUT) as connection:
         connection.ensure_connection(max_retries=1, interval_start=0, timeout=CHECK_TIMEOUT)
 
 

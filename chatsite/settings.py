@@ -314,7 +314,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     (_broker_dir / "queue").mkdir(parents=True, exist_ok=True)
     (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
     (_broker_dir / "control").mkdir(parents=True, exist_ok=True)
+    (_broker_dir / "drafts").mkdir(parents=True, exist_ok=True)
+    # kombu's own, but writing each message beside the queue and renaming it into place.
+    CELERY_BROKER_TRANSPORT = "chatsite.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "draft_folder": str(_broker_dir / "drafts"),
         "control_folder": str(_broker_dir / "control"),
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),

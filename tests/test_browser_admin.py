@@ -66,3 +66,36 @@ def test_staff_search_and_read_a_transcript_with_both_roles(live_stack, page):
         what="the audit record of the visit",
     )
     assert event.conversation_ids == [conversation.pk]
+
+
+def test_the_admin_pages_work_under_the_content_security_policy(live_stack, page):
+    """Django's admin with our models: lists, filters, date widgets, forms, transcripts.
+    The `page` fixture fails the test on any refusal of the policy."""
+    User.objects.create_superuser("root", password="root-password-1")
+    alice = User.objects.create_user("alice", password="alice-password-1")
+    conversation = make_conversation(alice, ("Hello", "Hi **there**"), failed="upstream down")
+    page.goto(f"{live_stack.url}/admin/login/")
+    page.get_by_label("Username").fill("root")
+    page.get_by_label("Password").fill("root-password-1")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Site administration")).to_be_visible()
+
+    for path in (
+        "/admin/conversations/conversation/?q=hello",
+        f"/admin/conversations/conversation/{conversation.pk}/change/",
+        "/admin/conversations/completion/?status__exact=failed",
+        "/admin/conversations/modelprice/add/",
+        "/admin/conversations/userbudget/add/",
+        "/admin/conversations/invitation/add/",
+        "/admin/conversations/sitesettings/",
+        "/admin/conversations/auditevent/",
+        "/admin/auth/user/add/",
+        f"/admin/auth/user/{alice.pk}/change/",
+    ):
+        response = page.goto(f"{live_stack.url}{path}")
+        assert response.status == 200, path
+        expect(page.locator("#content")).to_be_visible()
+    # The date and time shortcuts are built by the admin's scripts: they ran.
+    page.goto(f"{live_stack.url}/admin/conversations/modelprice/add/")
+    page.get_by_role("link", name="Now").first.click()
+    expect(page.locator("#id_valid_from_0")).not_to_have_value("")

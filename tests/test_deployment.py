@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,8 @@ ROUNDS = 2  # messages per user: 6 users x 2 = 12 messages
 TOKEN_DELAY = 0.08
 # Six log-ins at once each hash a password (PBKDF2): seconds on a busy two-core machine.
 HTTP_TIMEOUT = 30
+# However long a reply takes here, its stream ends well within this (seconds).
+STREAM_DEADLINE = 30
 RECEIVED = re.compile(r"Task conversations\.tasks\.run_completion\[[^\]]+\] received")
 ANSWERED = re.compile(
     r"Task conversations\.tasks\.run_completion\[[^\]]+\] succeeded in \S+: 'succeeded'"
@@ -140,7 +143,11 @@ def deployment(transactional_db, simulator: Simulator, tmp_path: Path) -> Iterat
     # One secret for every process, from the environment as on separate hosts (not the
     # var/secret_key file a single checkout would share); beat sweeps every second.
     env = subprocess_env(
-        simulator, DJANGO_SECRET_KEY=secrets.token_urlsafe(50), COMPLETION_SWEEP_INTERVAL="1"
+        simulator,
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        COMPLETION_SWEEP_INTERVAL="1",
+        # Quiet streams say so every second, so a reader's deadline is checked that often.
+        STREAM_HEARTBEAT_SECONDS="1",
     )
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     webs = (WebProcess(env, tmp_path / "web-a.log"), WebProcess(env, tmp_path / "web-b.log"))
@@ -245,7 +252,7 @@ def send_and_read(chat: Chat, sender: WebProcess, reader: WebProcess) -> None:
     assert stream.headers["Content-Type"].startswith("text/event-stream")
     done = None
     with stream:
-        for event, data in events(stream):
+        for event, data in events(stream, deadline=time.monotonic() + STREAM_DEADLINE):
             if event.startswith("text-"):
                 chat.text_events += 1
                 assert text.startswith(visible_text(data)), (event, data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -43,10 +44,16 @@ def post(session: requests.Session, base_url: str, path: str, **data) -> request
     )
 
 
-def events(response: requests.Response) -> Iterator[tuple[str, str]]:
-    """(event, data) pairs of an SSE response, as they arrive."""
+def events(
+    response: requests.Response, *, deadline: float | None = None
+) -> Iterator[tuple[str, str]]:
+    """(event, data) pairs of an SSE response, as they arrive. With a `deadline` (a
+    time.monotonic() value) the reading fails once it passes: keep-alive comments,
+    which never end a stream, are checked too."""
     event, data = "message", []
     for raw in response.iter_lines(chunk_size=1, decode_unicode=True):
+        if deadline is not None and time.monotonic() > deadline:
+            raise AssertionError("the reply stream did not end in time")
         if raw == "":
             if data:
                 yield event, "\n".join(data)
