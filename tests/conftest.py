@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ settings.CELERY_TASK_DEFAULT_QUEUE = f"chatsite-test-{os.getpid()}"
 celery_app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
 settings.REDIS_KEY_PREFIX = f"chatsite-test-{os.getpid()}:"
 settings.CACHES["default"]["KEY_PREFIX"] = f"{settings.REDIS_KEY_PREFIX}cache"
+# Users are made in most tests: hash their passwords cheaply (see tests/hashers.py).
+settings.PASSWORD_HASHERS = ["tests.hashers.FastPBKDF2PasswordHasher"]
 # Static files collected (hashed names, as WhiteNoise serves them) for this run alone; the
 # uvicorn subprocesses inherit the folder through the environment.
 os.environ["DJANGO_STATIC_ROOT"] = str(settings.VAR_DIR / f"static-test-{os.getpid()}")
@@ -236,8 +239,9 @@ def live_stack(transactional_db, simulator, tmp_path, live_stack_env) -> Iterato
     web = WebProcess(env, tmp_path / "web.log")
     worker = WorkerProcess(env, tmp_path / "worker.log")
     try:
-        worker.start()
-        web.start()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for started in [pool.submit(worker.start), pool.submit(web.start)]:
+                started.result()
         yield LiveStack(url=web.url, simulator=simulator, worker=worker, web_log=web.log_path)
     finally:
         web.stop()

@@ -125,7 +125,9 @@ class WorkerProcess:
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            # Celery takes seconds to shut down, even cold; a test's worker has nothing
+            # left to finish, and a task it leaves unacknowledged finds no completion.
+            self.process.send_signal(signal.SIGKILL)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
