@@ -105,8 +105,15 @@ class WorkerProcess:
         if self.beat:
             command += ["--beat", "--schedule", str(self.log_path.with_suffix(".schedule"))]
         self._log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
+        # Its own process group: with --beat the worker has a child (the beat service),
+        # and killing the worker must not leave that running.
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+            command,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_for(
             lambda: "ready." in self.log_path.read_text() or self.process.poll() is not None,
@@ -120,14 +127,14 @@ class WorkerProcess:
     def kill(self) -> None:
         """SIGKILL, as when a machine or container dies: no cleanup, no ack."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             # Celery takes seconds to shut down, even cold; a test's worker has nothing
             # left to finish, and a task it leaves unacknowledged finds no completion.
-            self.process.send_signal(signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -634,7 +634,8 @@ def _load_completions_sql(first: int, last: int) -> None:
                 prompt_tokens, completion_tokens, total_tokens, usage_estimated, http_status,
                 error_type, error_message, attempts, latency_ms, queued_at, available_at,
                 started_at, finished_at, claim_token, lease_expires_at, stop_requested,
-                price_id, cost, currency, reserved_tokens, reserved_cost, budget_settled)
+                price_id, cost, currency, reserved_tokens, reserved_cost, budget_settled,
+                request_id)
             SELECT o.conversation_id, o.user_id, NULL, (ARRAY[{models}])[(1 + g %% 4)::int], '{{}}',
                 CASE WHEN g %% 50 = 0 THEN 'failed' ELSE 'succeeded' END,
                 'chatcmpl-bench-' || g, NULL, '', 'chat.completion', '[]',
@@ -645,7 +646,7 @@ def _load_completions_sql(first: int, last: int) -> None:
                 NULL, NULL, false, NULL,
                 CASE WHEN g %% 50 = 0 OR g %% 211 = 0 THEN NULL
                      ELSE round((v.pt * 0.15 + v.ct * 0.6) / 1000000.0, 8) END,
-                CASE WHEN g %% 50 = 0 OR g %% 211 = 0 THEN '' ELSE 'USD' END, 0, 0, true
+                CASE WHEN g %% 50 = 0 OR g %% 211 = 0 THEN '' ELSE 'USD' END, 0, 0, true, ''
             FROM generate_series(%s::bigint, %s::bigint) AS g
             CROSS JOIN LATERAL (
                 SELECT 20 + (g * 7919) %% 1500 AS pt, 10 + (g * 104729) %% 800 AS ct,
