@@ -18,11 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from kombu import Connection
+
+from chatsite.middleware import Middleware
 
 logger = logging.getLogger(__name__)
 
@@ -101,25 +103,15 @@ def _alive() -> JsonResponse:
     return JsonResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
 
-class HealthCheckMiddleware:
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response) -> None:
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest):
-        if iscoroutinefunction(self):
-            return self._acall(request)
+class HealthCheckMiddleware(Middleware):
+    def call(self, request: HttpRequest) -> HttpResponseBase:
         if request.path == "/healthz":
             return _alive()
         if request.path == "/readyz":
             return _ready_response(readiness())
         return self.get_response(request)
 
-    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+    async def acall(self, request: HttpRequest) -> HttpResponseBase:
         if request.path == "/healthz":
             return _alive()
         if request.path == "/readyz":

@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import empty
+
+from chatsite.middleware import Middleware
 
 NO_REQUEST = "-"
 request_id_var: ContextVar[str] = ContextVar("request_id", default=NO_REQUEST)
@@ -78,20 +79,10 @@ class JsonFormatter(logging.Formatter):
     converter = time.gmtime
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(Middleware):
     """Gives each request its id, answers with it, and logs one line per response."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response) -> None:
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest):
-        if iscoroutinefunction(self):
-            return self._acall(request)
+    def call(self, request: HttpRequest) -> HttpResponseBase:
         token = request_id_var.set(incoming_request_id(request))
         try:
             started = time.monotonic()
@@ -100,7 +91,7 @@ class RequestIdMiddleware:
             # A WSGI thread serves many requests; an ASGI request has its own context.
             request_id_var.reset(token)
 
-    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+    async def acall(self, request: HttpRequest) -> HttpResponseBase:
         # Not reset: the reply stream's body is sent after this returns, in this context.
         request_id_var.set(incoming_request_id(request))
         started = time.monotonic()

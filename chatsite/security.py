@@ -11,21 +11,18 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from chatsite.middleware import Middleware
 
-class ContentSecurityPolicyMiddleware:
+
+class ContentSecurityPolicyMiddleware(Middleware):
     """Adds Content-Security-Policy and Permissions-Policy to every response."""
 
-    sync_capable = True
-    async_capable = True
-
     def __init__(self, get_response) -> None:
-        self.get_response = get_response
+        super().__init__(get_response)
         self.headers = {
             "Content-Security-Policy": settings.CONTENT_SECURITY_POLICY,
             "Permissions-Policy": settings.PERMISSIONS_POLICY,
         }
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
 
     def _add_headers(self, response: HttpResponseBase) -> HttpResponseBase:
         for name, value in self.headers.items():
@@ -33,12 +30,10 @@ class ContentSecurityPolicyMiddleware:
                 response[name] = value
         return response
 
-    def __call__(self, request: HttpRequest):
-        if iscoroutinefunction(self):
-            return self._acall(request)
+    def call(self, request: HttpRequest) -> HttpResponseBase:
         return self._add_headers(self.get_response(request))
 
-    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+    async def acall(self, request: HttpRequest) -> HttpResponseBase:
         return self._add_headers(await self.get_response(request))
 
 

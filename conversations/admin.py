@@ -394,8 +394,24 @@ class CompletionAdmin(ChatContentAdmin):
         return _pretty_json(obj.request_body)
 
 
+class SuperusersOnly:
+    """Pages only superusers see; their rows are never added or deleted here."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(SuperusersOnly, admin.ModelAdmin):
     """Who opened or exported whose conversations: superusers only, never editable."""
 
     list_display = ("created_at", "actor", "action", "conversation_links")
@@ -414,19 +430,7 @@ class AuditEventAdmin(admin.ModelAdmin):
             return queryset, False
         return review.audit_events_search(queryset, search_term), False
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_active and request.user.is_superuser
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return request.user.is_active and request.user.is_superuser
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
     @admin.display(description=_("conversations"))
@@ -507,25 +511,13 @@ admin.site.login_form = AdminLoginForm
 
 
 @admin.register(SiteSettings)
-class SiteSettingsAdmin(admin.ModelAdmin):
+class SiteSettingsAdmin(SuperusersOnly, admin.ModelAdmin):
     """One row, changed only by superusers; the list goes straight to it."""
 
     fields = ("signup_mode",)
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_active and request.user.is_superuser
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return request.user.is_active and request.user.is_superuser
-
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return request.user.is_active and request.user.is_superuser
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
+        return self.has_module_permission(request)
 
     def changelist_view(self, request, extra_context=None):
         if not self.has_view_permission(request):
