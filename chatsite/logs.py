@@ -101,6 +101,8 @@ class RequestIdMiddleware(Middleware):
         self, request: HttpRequest, response: HttpResponseBase, started: float
     ) -> HttpResponseBase:
         response[HEADER] = request_id_var.get()
+        if not access_logger.isEnabledFor(logging.INFO):
+            return response  # LOG_LEVEL=WARNING: not even the line's fields are worked out
         access_logger.info(
             "%s %s %s",
             request.method,

@@ -1,5 +1,7 @@
 """Template context shared by every page."""
 
+from functools import cache
+
 from django.conf import settings
 from django.http import HttpRequest
 
@@ -14,4 +16,8 @@ def signup(request: HttpRequest) -> dict:
     settings row is read only by a page that asks (templates call it)."""
     from .accounts import SignupMode, signup_mode
 
-    return {"signup_open": lambda: signup_mode() != SignupMode.CLOSED}
+    @cache  # a page may ask twice (header and form): one query
+    def signup_open() -> bool:
+        return signup_mode() != SignupMode.CLOSED
+
+    return {"signup_open": signup_open}

@@ -23,16 +23,8 @@ API_KEY = f"sk-live-{secrets.token_hex(16)}"
 
 
 def send(stack, session, conversation, text: str, **headers: str):
-    response = session.post(
-        f"{stack.url}/c/{conversation.pk}/messages/",
-        data={"content": text},
-        headers={
-            "X-CSRFToken": session.cookies["csrftoken"],
-            "Referer": stack.url,
-            "HX-Request": "true",
-            **headers,
-        },
-        timeout=10,
+    response = post(
+        session, stack.url, f"/c/{conversation.pk}/messages/", headers=headers, content=text
     )
     assert response.status_code == 200, response.text[:500]
     return response

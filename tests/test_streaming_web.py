@@ -31,7 +31,10 @@ def logged_in_session(base_url: str, username: str, password: str) -> requests.S
     return session
 
 
-def post(session: requests.Session, base_url: str, path: str, **data) -> requests.Response:
+def post(
+    session: requests.Session, base_url: str, path: str, *, headers: dict | None = None, **data
+) -> requests.Response:
+    """An htmx POST with the CSRF token, as the page sends it (and any more `headers`)."""
     return session.post(
         f"{base_url}{path}",
         data=data,
@@ -39,6 +42,7 @@ def post(session: requests.Session, base_url: str, path: str, **data) -> request
             "X-CSRFToken": session.cookies["csrftoken"],
             "Referer": base_url,
             "HX-Request": "true",
+            **(headers or {}),
         },
         timeout=10,
     )
