@@ -14,7 +14,13 @@ Control (POST /_control, JSON, every key optional):
      {"status": 500, "message": "boom"},
      {"kind": "not_json"},
      {"kind": "break_stream", "after_tokens": 3},
-     {"delay": 3.0}],
+     {"delay": 3.0},
+     # Hostile output, for the worker's defences (stream and plain alike):
+     {"kind": "content", "content": "a\u0000b"},  # the reply's content: any JSON value
+     {"kind": "finish_reason", "finish_reason": "x" * 100},
+     {"kind": "invalid_utf8"},                     # bytes that are not UTF-8 in the reply
+     {"kind": "error_body", "message": "overloaded"},  # 200 carrying an error object
+     {"kind": "tokens", "tokens": 500}],           # a reply of that many tokens
    "reset": true}             # forget requests, stats, faults and delays
 """
 
@@ -247,15 +253,10 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if not isinstance(messages, list) or not messages or not body.get("model"):
             self._error(400, "'model' and a non-empty 'messages' list are required.")
             return
-        n = int(body.get("n") or 1)
-        max_tokens = body.get("max_tokens")
-        replies = [
-            cut_reply(reply_text(messages, i), stop=body.get("stop"), max_tokens=max_tokens)
-            for i in range(n)
-        ]
+        replies = _replies(body, fault)
         usage = {
             "prompt_tokens": prompt_tokens(messages),
-            "completion_tokens": sum(count_tokens(text) for text, _ in replies),
+            "completion_tokens": sum(count_tokens(str(text)) for text, _ in replies),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         meta = {
@@ -269,22 +270,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             if body.get("stream"):
                 self._stream(body, meta, replies, usage, fault)
             else:
-                self._send_json(
-                    200,
-                    {
-                        **meta,
-                        "object": "chat.completion",
-                        "choices": [
-                            {
-                                "index": i,
-                                "message": {"role": "assistant", "content": text},
-                                "finish_reason": finish,
-                            }
-                            for i, (text, finish) in enumerate(replies)
-                        ],
-                        "usage": usage,
-                    },
-                )
+                self._plain(meta, replies, usage, fault)
                 state.bump("completions")
         finally:
             with state.lock:
@@ -298,11 +284,40 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                     }
                 )
 
+    def _plain(
+        self,
+        meta: dict[str, Any],
+        replies: list[tuple[Any, str]],
+        usage: dict[str, int],
+        fault: dict[str, Any] | None,
+    ) -> None:
+        kind = fault.get("kind") if fault else None
+        if kind == "error_body":
+            self._send_json(200, _error_object(fault))
+            return
+        payload = {
+            **meta,
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
+                }
+                for i, (text, finish) in enumerate(replies)
+            ],
+            "usage": usage,
+        }
+        raw = json.dumps(payload).encode()
+        if kind == "invalid_utf8":
+            raw = raw.replace(INVALID_UTF8_MARK.encode(), INVALID_UTF8_BYTES)
+        self._send_bytes(200, raw, "application/json")
+
     def _stream(
         self,
         body: dict[str, Any],
         meta: dict[str, Any],
-        replies: list[tuple[str, str]],
+        replies: list[tuple[Any, str]],
         usage: dict[str, int],
         fault: dict[str, Any] | None,
     ) -> None:
@@ -318,15 +333,15 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         def write(data: bytes) -> None:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
-        break_after = (
-            int(fault.get("after_tokens", 3))
-            if fault and fault.get("kind") == "break_stream"
-            else None
-        )
+        kind = fault.get("kind") if fault else None
+        break_after = int(fault.get("after_tokens", 3)) if kind == "break_stream" else None
 
         def event(choices: list[dict[str, Any]], **extra: Any) -> None:
             chunk = {**meta, "object": "chat.completion.chunk", "choices": choices, **extra}
-            write(f"data: {json.dumps(chunk)}\n\n".encode())
+            data = f"data: {json.dumps(chunk)}\n\n".encode()
+            if kind == "invalid_utf8":
+                data = data.replace(INVALID_UTF8_MARK.encode(), INVALID_UTF8_BYTES)
+            write(data)
 
         try:
             event(
@@ -335,7 +350,15 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                     for i in range(len(replies))
                 ]
             )
-            pieces = [split_tokens(text) for text, _ in replies]
+            if kind == "error_body":
+                write(f"data: {json.dumps(_error_object(fault))}\n\n".encode())
+                write(b"data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+                return
+            # A reply that is not text goes out as one delta, as a hostile server would.
+            pieces = [
+                split_tokens(text) if isinstance(text, str) else [text] for text, _ in replies
+            ]
             for step in range(max((len(p) for p in pieces), default=0)):
                 if break_after is not None and step >= break_after:
                     # Drop the connection mid-reply, as a crashed proxy would.
@@ -365,6 +388,37 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             state.bump("streams_completed")
         except (BrokenPipeError, ConnectionResetError, OSError):
             state.bump("streams_disconnected")
+
+
+# Put into a reply by the "invalid_utf8" fault, and swapped for bytes that are not UTF-8.
+INVALID_UTF8_MARK = "<<not-utf-8>>"
+INVALID_UTF8_BYTES = b"\xff\xfe\xc3"
+
+
+def _replies(body: dict[str, Any], fault: dict[str, Any] | None) -> list[tuple[Any, str]]:
+    """Each choice's text (any JSON value under the "content" fault) and finish reason."""
+    messages = body["messages"]
+    kind = fault.get("kind") if fault else None
+    replies = []
+    for i in range(int(body.get("n") or 1)):
+        text = reply_text(messages, i)
+        if kind == "tokens":
+            count = int(fault.get("tokens", 1000))
+            text = " ".join(WORDS[k % len(WORDS)] for k in range(count)) + "."
+        elif kind == "invalid_utf8":
+            text = f"{text} {INVALID_UTF8_MARK} end."
+        text, finish = cut_reply(text, stop=body.get("stop"), max_tokens=body.get("max_tokens"))
+        if kind == "content":
+            text = fault.get("content")
+        elif kind == "finish_reason":
+            finish = fault.get("finish_reason")
+        replies.append((text, finish))
+    return replies
+
+
+def _error_object(fault: dict[str, Any]) -> dict[str, Any]:
+    message = fault.get("message") or "Simulated failure."
+    return {"error": {"message": message, "type": "server_error", "code": None}}
 
 
 class SimulatorServer(ThreadingHTTPServer):
