@@ -9,6 +9,7 @@ from __future__ import annotations
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
+from django.utils.cache import patch_cache_control
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from chatsite.middleware import Middleware
@@ -35,6 +36,27 @@ class ContentSecurityPolicyMiddleware(Middleware):
 
     async def acall(self, request: HttpRequest) -> HttpResponseBase:
         return self._add_headers(await self.get_response(request))
+
+
+class PrivatePagesMiddleware(Middleware):
+    """Pages for a signed-in person are theirs alone: no shared cache or browser history
+    keeps them (`Cache-Control: private, no-store`)."""
+
+    @staticmethod
+    def _private(response: HttpResponseBase) -> HttpResponseBase:
+        patch_cache_control(response, private=True, no_store=True)
+        return response
+
+    def call(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        return self._private(response) if user is not None and user.is_authenticated else response
+
+    async def acall(self, request: HttpRequest) -> HttpResponseBase:
+        response = await self.get_response(request)
+        if hasattr(request, "auser") and (await request.auser()).is_authenticated:
+            return self._private(response)
+        return response
 
 
 class StaticFilesMiddleware(WhiteNoiseMiddleware):

@@ -96,6 +96,9 @@ if not SECRET_KEY:
     SECRET_KEY = key_file.read_text().strip()
 
 ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+# Addresses of the reverse proxies whose X-Forwarded-For / -Proto headers are believed
+# (uvicorn's --forwarded-allow-ips): none unless set, so no client can choose its address.
+TRUSTED_PROXIES = envlist("DJANGO_TRUSTED_PROXIES", "")
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
@@ -122,6 +125,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "chatsite.security.PrivatePagesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -271,8 +275,11 @@ STREAM_HEARTBEAT_SECONDS = envfloat("STREAM_HEARTBEAT_SECONDS", 15.0)
 COMPLETION_MAX_ATTEMPTS = envint("COMPLETION_MAX_ATTEMPTS", 5)
 COMPLETION_RETRY_BASE_DELAY = envfloat("COMPLETION_RETRY_BASE_DELAY", 1.0)
 COMPLETION_RETRY_MAX_DELAY = envfloat("COMPLETION_RETRY_MAX_DELAY", 60.0)
-# A claim outlives the longest call; after that another worker may take it over.
+# A claim outlives the longest wait on the upstream; after that another worker may take it
+# over. A streamed reply renews it every third of it while text keeps coming.
 COMPLETION_LEASE_SECONDS = envfloat("COMPLETION_LEASE_SECONDS", OPENAI_TIMEOUT + 30)
+# A streamed reply still being written after this long is cut off, its text kept.
+COMPLETION_MAX_SECONDS = envfloat("COMPLETION_MAX_SECONDS", 1800.0)
 # A queued completion no worker has started after this long is sent again.
 COMPLETION_STALE_QUEUED_SECONDS = envfloat("COMPLETION_STALE_QUEUED_SECONDS", 60.0)
 COMPLETION_SWEEP_INTERVAL = envfloat("COMPLETION_SWEEP_INTERVAL", 30.0)
@@ -328,6 +335,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "polling_interval": 0.05,
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers and beat wait for the broker however long it is down (by default they exit after
+# 100 tries, about 45 minutes). Surviving a Redis restart needs celery 5.6.3: requirements.txt.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

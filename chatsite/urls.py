@@ -18,3 +18,6 @@ urlpatterns = [
     path("accounts/signup/pending/", chat_views.signup_pending, name="signup_pending"),
     path("", include("conversations.urls")),
 ]
+
+# Too large a request (a 10 MB paste) says so instead of Django's bare "Bad Request".
+handler400 = "chatsite.errors.bad_request"

@@ -75,8 +75,16 @@ def _estimate_cost(model: str, tokens: int, at) -> Decimal:
 
 
 def _locked_period(user_id: int, month: date) -> BudgetPeriod:
-    BudgetPeriod.objects.get_or_create(user_id=user_id, month=month)
-    return BudgetPeriod.objects.select_for_update().get(user_id=user_id, month=month)
+    # NO KEY locks throughout (see limits.sender_lock); a missing row is inserted with ON
+    # CONFLICT DO NOTHING, so two first calls of the month never fail on the unique key.
+    rows = BudgetPeriod.objects.select_for_update(no_key=True).filter(user_id=user_id, month=month)
+    period = rows.first()
+    if period is None:
+        BudgetPeriod.objects.bulk_create(
+            [BudgetPeriod(user_id=user_id, month=month)], ignore_conflicts=True
+        )
+        period = rows.get()
+    return period
 
 
 def completion_reserve(*, completion: Completion) -> None:
@@ -122,7 +130,7 @@ def completion_reserve(*, completion: Completion) -> None:
 def _close(completion_id: int, *, used: bool) -> None:
     with transaction.atomic():
         completion = (
-            Completion.objects.select_for_update()
+            Completion.objects.select_for_update(no_key=True)
             .filter(pk=completion_id, budget_settled=False)
             .only(
                 "user_id",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,17 @@ PARAMETERS = (
     "frequency_penalty",
 )
 MAX_STOP_SEQUENCES = 4
+# The contract's largest n, and the most tokens a reply may be asked for here.
+MAX_CHOICES = 128
+MAX_TOKENS_LIMIT = 1_000_000
+# What is kept of the response's short fields (their columns' sizes).
+ID_LENGTH = 200
+MODEL_LENGTH = 100
+OBJECT_LENGTH = 64
+FINISH_REASON_LENGTH = 32
+# Token counts and `created` beyond these are nonsense, and would not fit their columns.
+MAX_COUNT = 2**31 - 1
+MAX_TIMESTAMP = 2**53
 
 
 class ParameterError(ValueError):
@@ -37,6 +49,56 @@ class ParameterError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+# json.loads joins a valid pair into one character: any surrogate left in a str is lone.
+SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(value: Any) -> str:
+    """Model output as text a database stores: a string as it is, content parts joined,
+    any other JSON value spelled as JSON; NUL removed and broken UTF-16 replaced."""
+    if value is None:
+        return ""
+    if isinstance(value, list) and all(
+        isinstance(part, dict) and isinstance(part.get("text"), str) for part in value
+    ):
+        value = "".join(part["text"] for part in value)
+    elif not isinstance(value, str):
+        value = json.dumps(value, ensure_ascii=False)
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" is valid JSON)
+        value = SURROGATES.sub("\ufffd", value)
+    return value
+
+
+def _short(value: Any, length: int) -> str:
+    return clean_text(value)[:length]
+
+
+def _finish_reason(value: Any) -> str | None:
+    return None if value is None else _short(value, FINISH_REASON_LENGTH)
+
+
+def _count(value: Any) -> int | None:
+    """A token count or timestamp as the upstream sent it, or None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if 0 <= number <= MAX_TIMESTAMP else None
+
+
+def _choice_index(value: Any) -> int:
+    index = _count(value)
+    if index is None or index >= MAX_CHOICES:
+        raise ValueError(f"choice index {value!r}")
+    return index
 
 
 class UpstreamError(Exception):
@@ -50,6 +112,7 @@ class UpstreamError(Exception):
         http_status: int | None = None,
         retry_after: float | None = None,
     ) -> None:
+        message = clean_text(message)
         super().__init__(message)
         self.message = message
         self.error_type = error_type
@@ -96,7 +159,6 @@ class ChatResponse:
     usage: Usage | None
     http_status: int = 200
     latency_ms: int = 0
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def _number(name: str, value: Any, low: float, high: float) -> float:
@@ -107,11 +169,11 @@ def _number(name: str, value: Any, low: float, high: float) -> float:
     return value
 
 
-def _integer(name: str, value: Any, low: int) -> int:
+def _integer(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ParameterError(name, f"must be a whole number of at least {low}")
-    if value < low:
-        raise ParameterError(name, f"must be at least {low}")
+        raise ParameterError(name, f"must be a whole number from {low} to {high}")
+    if not low <= value <= high:
+        raise ParameterError(name, f"must be from {low} to {high}")
     return value
 
 
@@ -128,8 +190,10 @@ def validate_parameters(params: dict[str, Any]) -> dict[str, Any]:
             clean[name] = _number(name, value, 0, 1)
         elif name in ("presence_penalty", "frequency_penalty"):
             clean[name] = _number(name, value, -2, 2)
-        elif name == "max_tokens" or name == "n":
-            clean[name] = _integer(name, value, 1)
+        elif name == "max_tokens":
+            clean[name] = _integer(name, value, 1, MAX_TOKENS_LIMIT)
+        elif name == "n":
+            clean[name] = _integer(name, value, 1, MAX_CHOICES)
         elif name == "stop":
             clean[name] = _stop(value)
     return clean
@@ -222,28 +286,30 @@ def error_for_status(response: requests.Response, *, secret: str = "") -> Upstre
 
 
 def parse_response(data: Any, *, http_status: int = 200, latency_ms: int = 0) -> ChatResponse:
-    """Turn a decoded JSON body into a ChatResponse; a body of the wrong shape is retryable."""
+    """Turn a decoded JSON body into a ChatResponse, its text cleaned (`clean_text`) and its
+    short fields cut to size. A 200 carrying an `error` object raises it with the upstream's
+    own message; a body of the wrong shape is retryable."""
+    if isinstance(data, dict) and data.get("error") and not data.get("choices"):
+        raise error_in_body(data["error"], http_status=http_status)
     try:
         choices = [
             Choice(
-                index=int(choice.get("index", position)),
-                content=(choice.get("message") or {}).get("content") or "",
-                role=(choice.get("message") or {}).get("role") or "assistant",
-                finish_reason=choice.get("finish_reason"),
+                index=_choice_index(choice.get("index", position)),
+                content=clean_text((choice.get("message") or {}).get("content")),
+                role=_short((choice.get("message") or {}).get("role") or "assistant", 16),
+                finish_reason=_finish_reason(choice.get("finish_reason")),
             )
             for position, choice in enumerate(data["choices"])
         ]
-        usage = _parse_usage(data.get("usage"))
         return ChatResponse(
-            id=str(data.get("id") or ""),
-            created=int(data["created"]) if data.get("created") is not None else None,
-            model=str(data.get("model") or ""),
-            object=str(data.get("object") or ""),
+            id=_short(data.get("id") or "", ID_LENGTH),
+            created=_count(data.get("created")),
+            model=_short(data.get("model") or "", MODEL_LENGTH),
+            object=_short(data.get("object") or "", OBJECT_LENGTH),
             choices=choices,
-            usage=usage,
+            usage=_parse_usage(data.get("usage")),
             http_status=http_status,
             latency_ms=latency_ms,
-            raw=data,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise RetryableError(
@@ -253,12 +319,27 @@ def parse_response(data: Any, *, http_status: int = 200, latency_ms: int = 0) ->
         ) from exc
 
 
+def error_in_body(error: Any, *, http_status: int = 200) -> UpstreamError:
+    """An `error` object sent with status 200 (or inside a stream): the upstream's own
+    message; retryable unless its code says the request itself is at fault."""
+    message = error.get("message") if isinstance(error, dict) else error
+    code = _count(error.get("code")) if isinstance(error, dict) else None
+    cls = RetryableError
+    if code is not None and 400 <= code < 500 and code not in RETRYABLE_STATUSES:
+        cls = PermanentError
+    return cls(
+        clean_text(message)[:2000] or "The upstream reported an error without a message.",
+        error_type="upstream_error",
+        http_status=http_status,
+    )
+
+
 def _parse_usage(usage: Any) -> Usage | None:
     if not isinstance(usage, dict):
         return None
-    prompt = int(usage.get("prompt_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
-    total = int(usage.get("total_tokens") or prompt + completion)
+    prompt = min(_count(usage.get("prompt_tokens")) or 0, MAX_COUNT)
+    completion = min(_count(usage.get("completion_tokens")) or 0, MAX_COUNT)
+    total = min(_count(usage.get("total_tokens")) or prompt + completion, MAX_COUNT)
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
 
 
@@ -285,22 +366,25 @@ class StreamState:
     done: bool = False
 
     def apply(self, chunk: dict[str, Any]) -> list[StreamDelta]:
-        self.id = self.id or str(chunk.get("id") or "")
-        if self.created is None and chunk.get("created") is not None:
-            self.created = int(chunk["created"])
-        self.model = self.model or str(chunk.get("model") or "")
-        self.object = self.object or str(chunk.get("object") or "")
+        """Take one chunk in (cleaned as `parse_response` cleans); ValueError, TypeError,
+        KeyError or AttributeError when it has the wrong shape."""
+        self.id = self.id or _short(chunk.get("id") or "", ID_LENGTH)
+        if self.created is None:
+            self.created = _count(chunk.get("created"))
+        self.model = self.model or _short(chunk.get("model") or "", MODEL_LENGTH)
+        self.object = self.object or _short(chunk.get("object") or "", OBJECT_LENGTH)
         if chunk.get("usage"):
             self.usage = _parse_usage(chunk["usage"])
         deltas = []
         for position, choice in enumerate(chunk.get("choices") or []):
-            index = int(choice.get("index", position))
-            text = (choice.get("delta") or {}).get("content") or ""
+            index = _choice_index(choice.get("index", position))
+            text = clean_text((choice.get("delta") or {}).get("content"))
+            finish_reason = _finish_reason(choice.get("finish_reason"))
             self.contents[index] = self.contents.get(index, "") + text
             self.finish_reasons.setdefault(index, None)
-            if choice.get("finish_reason"):
-                self.finish_reasons[index] = choice["finish_reason"]
-            deltas.append(StreamDelta(index, text, choice.get("finish_reason")))
+            if finish_reason:
+                self.finish_reasons[index] = finish_reason
+            deltas.append(StreamDelta(index, text, finish_reason))
         return deltas
 
     def response(self, *, latency_ms: int = 0) -> ChatResponse:
@@ -364,7 +448,9 @@ class ChatClient:
         response = self._post(body, stream=False)
         latency_ms = int((time.monotonic() - started) * 1000)
         try:
-            data = response.json()
+            # JSON is UTF-8 (RFC 8259): bytes that are not become U+FFFD, not a guess at
+            # another encoding for the whole body.
+            data = json.loads(response.content.decode("utf-8", "replace"))
         except ValueError as exc:
             raise RetryableError(
                 "The upstream answered 200 with a body that is not JSON.",
@@ -425,12 +511,20 @@ class ChatClient:
                         http_status=200,
                     ) from exc
                 if isinstance(chunk, dict) and chunk.get("error"):
-                    error = chunk["error"]
-                    message = error.get("message") if isinstance(error, dict) else str(error)
+                    error = error_in_body(chunk["error"])
+                    if state.contents and any(state.contents.values()):
+                        # Text came first: the reply broke off (its partial text is kept).
+                        raise StreamInterrupted(error.message, error_type="stream_error")
+                    raise error
+                try:
+                    deltas = state.apply(chunk)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
                     raise StreamInterrupted(
-                        message or "stream error", error_type="stream_error", http_status=200
-                    )
-                deltas = state.apply(chunk)
+                        "The upstream sent a stream event of the wrong shape "
+                        f"({exc.__class__.__name__}).",
+                        error_type="bad_response",
+                        http_status=200,
+                    ) from exc
                 if deltas or state.usage:
                     on_delta(state, deltas)
                 if stopped.is_set():
@@ -478,7 +572,8 @@ def iter_sse_data(response: requests.Response) -> Iterator[str]:
         buffer += data
         *complete, buffer = buffer.split(b"\n")
         for raw in complete:
-            line = raw.rstrip(b"\r").decode("utf-8")
+            # Bytes that are not UTF-8 become U+FFFD rather than ending the stream.
+            line = raw.rstrip(b"\r").decode("utf-8", "replace")
             if line == "":
                 if lines:
                     yield "\n".join(lines)
@@ -487,7 +582,7 @@ def iter_sse_data(response: requests.Response) -> Iterator[str]:
                 value = line[5:]
                 lines.append(value[1:] if value.startswith(" ") else value)
     if buffer.strip().startswith(b"data:"):
-        value = buffer.strip().decode("utf-8")[5:]
+        value = buffer.strip().decode("utf-8", "replace")[5:]
         lines.append(value[1:] if value.startswith(" ") else value)
     if lines:
         yield "\n".join(lines)

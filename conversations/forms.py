@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from . import accounts, limits
-from .client import MAX_STOP_SEQUENCES
+from .client import MAX_CHOICES, MAX_STOP_SEQUENCES, MAX_TOKENS_LIMIT
 from .models import Conversation
 
 
@@ -142,12 +142,14 @@ class SettingsForm(_Form):
         label=_("Max tokens"),
         required=False,
         min_value=1,
+        max_value=MAX_TOKENS_LIMIT,
         widget=forms.NumberInput(attrs={"placeholder": _("model default")}),
     )
     n = forms.IntegerField(
         label=_("Choices"),
         required=False,
         min_value=1,
+        max_value=MAX_CHOICES,
         widget=forms.NumberInput(attrs={"placeholder": "1"}),
     )
     stop = forms.CharField(

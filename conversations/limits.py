@@ -231,14 +231,22 @@ def message_counted(*, user_id: int) -> Iterator[None]:
         raise
 
 
+def sender_lock(*, user_id: int) -> None:
+    """Lock the user's row until the transaction ends, so one user's sends (and the counts
+    they check) go one by one. NO KEY: rows inserted meanwhile that point at the user
+    (their foreign-key checks take KEY SHARE) need not wait, which is what deadlocked."""
+    list(
+        get_user_model().objects.select_for_update(no_key=True).filter(pk=user_id).values_list("pk")
+    )
+
+
 def replies_in_flight_check(*, user_id: int) -> None:
     """Raise RateLimited naming "content" when the user has MAX_REPLIES_IN_FLIGHT replies
-    queued or being written. Runs inside the transaction that queues the next reply: the
-    user's row stays locked until it commits, so parallel sends are counted one by one."""
+    queued or being written. Runs under `sender_lock` in the transaction that queues the
+    next reply, so parallel sends are counted one by one."""
     limit = settings.MAX_REPLIES_IN_FLIGHT
     if limit <= 0:
         return
-    list(get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk"))
     active = Completion.objects.filter(user_id=user_id, status__in=Completion.ACTIVE).count()
     if active >= limit:
         raise RateLimited(

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -41,8 +41,70 @@ def sse(event: str, data: str = "") -> str:
     return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 
-def _text_event(index: int, text: str) -> str:
-    return sse(f"text-{index}", str(render_markdown(text)))
+class TextEvents:
+    """Text events of one reader, rendered off the event loop (Markdown is CPU work), at
+    most one round per STREAM_EVENT_MIN_INTERVAL and rarer as renders grow dearer with the
+    reply's length, so one reader of a huge reply takes a bounded share of a core."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.cost = 0.0
+
+    @property
+    def interval(self) -> float:
+        return max(settings.STREAM_EVENT_MIN_INTERVAL, 4 * self.cost)
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.interval
+
+    async def render(self, texts: dict[int, str]) -> list[str]:
+        """One round: an event per choice, each with that choice's whole text so far."""
+        started = time.monotonic()
+        events = [sse(f"text-{index}", str(await _render(text))) for index, text in texts.items()]
+        self.last = time.monotonic()
+        self.cost = self.last - started
+        return events
+
+
+_render = sync_to_async(render_markdown, thread_sensitive=False)
+
+
+@dataclass
+class LiveText:
+    """A reply's text as its Redis Stream tells it, for the attempt in force: entries of an
+    earlier attempt (a worker that died mid-reply) are dropped, and a newer attempt starts
+    the text again, so a retry never shows the text twice."""
+
+    attempt: int = 0
+    contents: dict[int, str] = field(default_factory=dict)
+    unsent: set[int] = field(default_factory=set)
+
+    def _current(self, fields: dict[str, str]) -> bool:
+        attempt = int(fields.get("a") or 0)
+        if attempt < self.attempt:
+            return False
+        if attempt > self.attempt:
+            self.attempt = attempt
+            for index in self.contents:
+                self.contents[index] = ""
+                self.unsent.add(index)
+        return True
+
+    def add(self, fields: dict[str, str]) -> str | None:
+        """Take one entry in; returns the state it announces ("running"...), if any."""
+        if not self._current(fields):
+            return None
+        if "s" in fields:
+            return fields["s"]
+        index = int(fields["i"])
+        self.contents[index] = self.contents.get(index, "") + fields["d"]
+        self.unsent.add(index)
+        return None
+
+    def take_unsent(self) -> dict[int, str]:
+        texts = {index: self.contents[index] for index in sorted(self.unsent)}
+        self.unsent.clear()
+        return texts
 
 
 async def completion_events(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
@@ -142,7 +204,7 @@ async def _database_events(request: HttpRequest, completion: Completion) -> Asyn
     sent: dict[int, str] = {}
     sent_state = None  # the page may show an older state than the one at connection time
     started = last_beat = time.monotonic()
-    last_text = 0.0
+    text_events = TextEvents()
     pooled = connection.vendor != "sqlite"
     while True:
         now = await _snapshot(completion.pk)
@@ -152,14 +214,14 @@ async def _database_events(request: HttpRequest, completion: Completion) -> Asyn
         if now.active and now.live_state != sent_state:
             sent_state = now.live_state
             yield _status_event(now.live_state)
+        # Each event re-renders the whole reply: at most one round per interval (the
+        # first at once). A retry starts the text again: then it is sent shorter, or empty.
+        changed = {i: t for i, t in now.contents.items() if sent.get(i, "") != t}
+        if now.active and changed and text_events.due():
+            sent |= changed
+            for event in await text_events.render(changed):
+                yield event
         moment = time.monotonic()
-        # Each event re-renders the whole reply: at most one per interval (the first at once).
-        if now.active and moment - last_text >= settings.STREAM_EVENT_MIN_INTERVAL:
-            for index, text in now.contents.items():
-                if text and sent.get(index) != text:
-                    sent[index] = text
-                    last_text = moment
-                    yield _text_event(index, text)
         if not now.active:
             yield await _done_event(request, completion.pk)
             return
@@ -192,18 +254,17 @@ async def _redis_events(request: HttpRequest, completion: Completion) -> AsyncIt
     """Replay the reply's stream from its start, then follow it until its end entry."""
     redis = _redis()
     key = streams.stream_key(completion.pk)
-    contents: dict[int, str] = {}
+    live = LiveText()
     last_id = "0-0"
     if completion.is_active:
         yield _status_event(completion.live_state)
     started = time.monotonic()
-    last_text = 0.0
-    unsent: set[int] = set()  # choices with text not yet sent
+    text_events = TextEvents()
     while time.monotonic() - started < MAX_STREAM_SECONDS:
-        if unsent:
+        if live.unsent:
             # Text is waiting for its turn: wake at the end of the interval at the latest,
             # or at once for the end entry (one render per interval, however fast tokens come).
-            gap = settings.STREAM_EVENT_MIN_INTERVAL - (time.monotonic() - last_text)
+            gap = text_events.interval - (time.monotonic() - text_events.last)
             block = max(1, int(gap * 1000))
         else:
             block = int(settings.STREAM_HEARTBEAT_SECONDS * 1000)
@@ -216,7 +277,7 @@ async def _redis_events(request: HttpRequest, completion: Completion) -> AsyncIt
             async for event in _database_events(request, completion):
                 yield event
             return
-        if not batches and not unsent:
+        if not batches and not live.unsent:
             # Nothing for a while: the reply may have ended before its stream began
             # (or the stream expired); the database knows.
             now = await _snapshot(completion.pk)
@@ -232,20 +293,13 @@ async def _redis_events(request: HttpRequest, completion: Completion) -> AsyncIt
                 last_id = entry_id
                 if "end" in fields:
                     ended = fields["end"]
-                    continue
-                if "s" in fields:
-                    state = fields["s"]
-                    continue
-                index = int(fields["i"])
-                contents[index] = contents.get(index, "") + fields["d"]
-                unsent.add(index)
+                else:
+                    state = live.add(fields) or state
         if ended is not None:
             yield await _done_event(request, completion.pk)
             return
         if state is not None:
             yield _status_event(state)
-        if unsent and time.monotonic() - last_text >= settings.STREAM_EVENT_MIN_INTERVAL:
-            last_text = time.monotonic()
-            for index in sorted(unsent):
-                yield _text_event(index, contents[index])
-            unsent.clear()
+        if live.unsent and text_events.due():
+            for event in await text_events.render(live.take_unsent()):
+                yield event

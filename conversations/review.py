@@ -234,7 +234,7 @@ def conversation_review(
     """Set the flag and the note; flagging records who flagged and when."""
     with transaction.atomic():
         was_flagged = (
-            Conversation.objects.select_for_update()
+            Conversation.objects.select_for_update(no_key=True)
             .filter(pk=conversation.pk)
             .values_list("flagged", flat=True)
             .get()

@@ -15,6 +15,8 @@ from django.http import Http404
 from .models import Completion, Conversation, Message
 
 SIDEBAR_PAGE_SIZE = 50
+# Past this a page number is nonsense (the offset would not fit the database's integers).
+MAX_PAGE = 100_000
 
 
 def get_conversation_for_user(user: AbstractBaseUser, pk: int) -> Conversation:
@@ -67,8 +69,21 @@ class SidebarPage:
         return self.page + 1
 
 
+def page_number(value: str | None) -> int:
+    """A page number from the query string: 1 when missing or not a number; 404 past
+    MAX_PAGE."""
+    try:
+        page = max(1, int(value or "1"))
+    except ValueError:
+        return 1
+    if page > MAX_PAGE:
+        raise Http404("No such page")
+    return page
+
+
 def sidebar_conversations(user: AbstractBaseUser, page: int = 1) -> SidebarPage:
-    """One page of the user's conversations, newest activity first (one query)."""
+    """One page of the user's conversations, newest activity first (one query); 404 for
+    a page past the last one."""
     page = max(1, page)
     start = (page - 1) * SIDEBAR_PAGE_SIZE
     # One row more than a page tells whether there is a next page without a COUNT.
@@ -77,6 +92,8 @@ def sidebar_conversations(user: AbstractBaseUser, page: int = 1) -> SidebarPage:
         .only("pk", "title", "last_activity_at")
         .order_by("-last_activity_at", "-pk")[start : start + SIDEBAR_PAGE_SIZE + 1]
     )
+    if not rows and page > 1:
+        raise Http404("No such page")
     return SidebarPage(
         conversations=rows[:SIDEBAR_PAGE_SIZE],
         page=page,

@@ -7,7 +7,9 @@ upstream for a finished completion and never saves two replies.
 
 from __future__ import annotations
 
+import enum
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import Case, F, Max, Q, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -24,7 +26,7 @@ from django.utils.translation import gettext as _
 
 from chatsite import logs
 
-from . import budgets, client, limits, streams
+from . import budgets, client, limits, streams, transactions
 from .models import Completion, Conversation, Message, ModelPrice
 from .rendering import render_markdown_for_storage
 
@@ -82,10 +84,17 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
-    # Budget reservations of calls still under way go back before the rows do.
-    for completion in conversation.completions.filter(status__in=Completion.ACTIVE):
-        budgets.completion_release(completion_id=completion.pk)
-    conversation.delete()
+    def delete() -> None:
+        # The conversation first, as a worker saving a reply in it takes its locks.
+        _lock(conversation)
+        # Budget reservations of calls still under way go back before the rows do.
+        for completion_id in conversation.completions.filter(
+            status__in=Completion.ACTIVE
+        ).values_list("pk", flat=True):
+            budgets.completion_release(completion_id=completion_id)
+        conversation.delete()
+
+    transactions.atomic_with_retry(delete)
 
 
 def history(conversation: Conversation, *, upto_position: int | None = None) -> list[dict]:
@@ -122,53 +131,83 @@ def _next_position(conversation: Conversation) -> int:
 
 
 def _lock(conversation: Conversation) -> Conversation:
-    # Serialises sends in one conversation (positions, one reply at a time).
-    return Conversation.objects.select_for_update().get(pk=conversation.pk)
+    # Serialises writes in one conversation (positions, one reply at a time). NO KEY: the
+    # foreign-key checks of rows inserted meanwhile (KEY SHARE) need not wait for it.
+    return Conversation.objects.select_for_update(no_key=True).get(pk=conversation.pk)
+
+
+def _lock_for_send(conversation: Conversation) -> Conversation:
+    # The one lock order of every transaction that takes these rows: the user's, the
+    # conversation's, the completion's, then the budget period's.
+    limits.sender_lock(user_id=conversation.owner_id)
+    return _lock(conversation)
+
+
+class Contended(ValidationError):
+    """The database kept refusing the send under contention; nothing was stored."""
+
+
+def _contended() -> Contended:
+    return Contended(
+        {"content": _("The server is busy and did not send your message. Try again.")},
+        code="contended",
+    )
 
 
 def message_send(*, conversation: Conversation, content: str) -> tuple[Message, Completion | None]:
     """Store the user's message and queue a completion for it (sent after commit).
 
     Refused before anything is stored: an empty message, a conversation still waiting
-    for a reply (ConversationBusy), and the user's abuse limits (`limits.RateLimited`).
-    Over budget the message is kept but no call is queued: `budgets.BudgetExceeded` is
-    raised after the message is saved.
+    for a reply (ConversationBusy), the user's abuse limits (`limits.RateLimited`) and a
+    database too busy to take it (`Contended`). Over budget the message is kept but no
+    call is queued: `budgets.BudgetExceeded` is raised after the message is saved.
     """
     content = content.strip()
     if not content:
         raise ValidationError({"content": _("Write a message first.")})
-    over_budget = None
-    with limits.message_counted(user_id=conversation.owner_id), transaction.atomic():
-        conversation = _lock(conversation)
-        if conversation.completions.filter(status__in=Completion.ACTIVE).exists():
-            raise ConversationBusy(
-                {"content": _("Wait for the reply to finish before sending another message.")}
-            )
-        limits.replies_in_flight_check(user_id=conversation.owner_id)
-        body = request_body(
-            conversation, [*history(conversation), {"role": "user", "content": content}]
-        )
-        now = timezone.now()
-        message = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.USER,
-            content=content,
-            position=_next_position(conversation),
-            created_at=now,
-        )
-        updates = {"last_activity_at": now}
-        if not conversation.title:
-            updates["title"] = _title_from(content)
-        Conversation.objects.filter(pk=conversation.pk).update(**updates)
-        # Queued in this transaction, so the in-flight count holds; over budget only
-        # the completion's savepoint rolls back and the message stays.
+    with limits.message_counted(user_id=conversation.owner_id):
         try:
-            completion = _completion_queue(conversation=conversation, message=message, body=body)
-        except budgets.BudgetExceeded as error:
-            over_budget = error
+            message, completion, over_budget = transactions.atomic_with_retry(
+                lambda: _send(conversation, content)
+            )
+        except OperationalError as error:
+            if not transactions.is_conflict(error):
+                raise
+            raise _contended() from error
     if over_budget is not None:
         raise over_budget
     return message, completion
+
+
+def _send(conversation: Conversation, content: str):
+    conversation = _lock_for_send(conversation)
+    if conversation.completions.filter(status__in=Completion.ACTIVE).exists():
+        raise ConversationBusy(
+            {"content": _("Wait for the reply to finish before sending another message.")}
+        )
+    limits.replies_in_flight_check(user_id=conversation.owner_id)
+    body = request_body(
+        conversation, [*history(conversation), {"role": "user", "content": content}]
+    )
+    now = timezone.now()
+    message = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.USER,
+        content=content,
+        position=_next_position(conversation),
+        created_at=now,
+    )
+    updates = {"last_activity_at": now}
+    if not conversation.title:
+        updates["title"] = _title_from(content)
+    Conversation.objects.filter(pk=conversation.pk).update(**updates)
+    # Queued in this transaction, so the in-flight count holds; over budget only the
+    # completion's savepoint rolls back and the message stays.
+    try:
+        completion = _completion_queue(conversation=conversation, message=message, body=body)
+    except budgets.BudgetExceeded as error:
+        return message, None, error
+    return message, completion, None
 
 
 def _title_from(content: str) -> str:
@@ -199,14 +238,23 @@ def completion_retry(*, completion: Completion) -> Completion:
     if completion.status != Completion.Status.FAILED:
         raise ValidationError(_("Only a failed reply can be retried."))
     message = completion.request_message
-    with limits.message_counted(user_id=completion.user_id), transaction.atomic():
-        conversation = _lock(completion.conversation)
+
+    def retry() -> Completion:
+        conversation = _lock_for_send(completion.conversation)
         if conversation.completions.filter(status__in=Completion.ACTIVE).exists():
             raise ConversationBusy(_("A reply is already being written."))
         limits.replies_in_flight_check(user_id=conversation.owner_id)
         body = request_body(conversation, history(conversation, upto_position=message.position))
         Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=timezone.now())
         return _completion_queue(conversation=conversation, message=message, body=body)
+
+    with limits.message_counted(user_id=completion.user_id):
+        try:
+            return transactions.atomic_with_retry(retry)
+        except OperationalError as error:
+            if not transactions.is_conflict(error):
+                raise
+            raise _contended() from error
 
 
 def choice_select(*, message: Message) -> Message:
@@ -234,6 +282,17 @@ def completion_enqueue(completion_id: int, *, countdown: float | None = None) ->
 # --- Worker side ---
 
 
+class Outcome(enum.StrEnum):
+    """What one delivery of a completion's task came to."""
+
+    SUCCEEDED = "succeeded"
+    STOPPED = "stopped"
+    FAILED = "failed"  # ended in an error (a broken stream keeps its partial text)
+    RETRYING = "retrying"
+    LOST = "lost"  # another worker holds the claim now: nothing saved, nothing published
+    SKIPPED = "skipped"  # finished, not yet due, out of attempts, or held elsewhere
+
+
 @dataclass
 class Claim:
     completion: Completion
@@ -241,13 +300,13 @@ class Claim:
 
 
 def completion_claim(*, completion_id: int) -> Claim | None:
-    """Take the completion if it is due and nobody holds a live claim on it."""
+    """Take the completion if it is due, has attempts left and nobody holds a live claim."""
     now = timezone.now()
     token = uuid.uuid4()
     # A little slack for a countdown message that arrives a moment early.
     due = now + timedelta(seconds=1)
     claimed = (
-        Completion.objects.filter(pk=completion_id)
+        Completion.objects.filter(pk=completion_id, attempts__lt=settings.COMPLETION_MAX_ATTEMPTS)
         .filter(
             Q(status=Completion.Status.QUEUED, available_at__lte=due)
             | Q(status=Completion.Status.RUNNING, lease_expires_at__lt=now)
@@ -265,6 +324,19 @@ def completion_claim(*, completion_id: int) -> Claim | None:
     return Claim(completion=Completion.objects.get(pk=completion_id), token=token)
 
 
+def _held(claim: Claim):
+    """The completion's row, as long as this claim still holds it."""
+    return Completion.objects.filter(
+        pk=claim.completion.pk, claim_token=claim.token, status=Completion.Status.RUNNING
+    )
+
+
+def completion_renew(*, claim: Claim) -> bool:
+    """Extend the claim's lease while the call goes on; False once another worker has it."""
+    lease = timedelta(seconds=settings.COMPLETION_LEASE_SECONDS)
+    return bool(_held(claim).update(lease_expires_at=timezone.now() + lease))
+
+
 def upstream_client() -> client.ChatClient:
     return client.ChatClient(
         base_url=settings.OPENAI_BASE_URL,
@@ -274,18 +346,16 @@ def upstream_client() -> client.ChatClient:
     )
 
 
-def completion_attempt(*, claim: Claim) -> str:
-    """One attempt at the call: "succeeded", "stopped", "failed" (a broken stream, its
-    partial text kept) or "lost" (another worker holds the claim now).
-
-    Raises client.UpstreamError when nothing was saved; the task decides on a retry."""
+def completion_attempt(*, claim: Claim) -> Outcome:
+    """One attempt at the call. Raises client.UpstreamError when nothing was saved; the
+    task decides on a retry."""
     if claim.completion.request_body.get("stream"):
-        return _attempt_streaming(claim)
+        return StreamAttempt(claim).run()
     response = completion_call(claim=claim)
-    if not completion_save_success(claim=claim, response=response):
-        return "lost"
+    if not _save_result(claim=claim, response=response, message_status=Message.Status.COMPLETE):
+        return Outcome.LOST
     streams.publish_end(claim.completion.pk, "succeeded")
-    return "succeeded"
+    return Outcome.SUCCEEDED
 
 
 def _release_connection() -> None:
@@ -312,75 +382,128 @@ def _stop_requested(completion_id: int) -> bool:
     return Completion.objects.filter(pk=completion_id, stop_requested=True).exists()
 
 
-def _attempt_streaming(claim: Claim) -> str:
-    completion = claim.completion
-    rows_ready = False
+class StreamAttempt:
+    """One streamed call: the text goes out live as it arrives, the claim's lease is renewed
+    while it lasts, and it ends saved, stopped by the user, cut at the time limit (its text
+    kept), or lost to another worker (then nothing is saved or published)."""
 
-    def write_db(contents: dict[int, str]) -> None:
-        nonlocal rows_ready
-        if not rows_ready:
-            rows_ready = _stream_rows_prepare(claim=claim, indexes=sorted(contents))
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
+        self.completion = claim.completion
+        self.rows_ready = False
+        self.lost = False
+        self.timed_out = False
+        self.started = self.renewed = time.monotonic()
+        # With Redis carrying the text, database writes are seconds apart and hold no
+        # connection in between (hundreds stream at once).
+        self.redis = streams.redis_client() is not None
+        interval = (
+            settings.STREAM_REDIS_DB_FLUSH_INTERVAL
+            if self.redis
+            else settings.STREAM_DB_FLUSH_INTERVAL
+        )
+        self.publisher = streams.Publisher(
+            self.completion.pk, interval, self.write_db, attempt=self.completion.attempts
+        )
+
+    def run(self) -> Outcome:
+        streams.publish_status(self.completion.pk, "running", attempt=self.completion.attempts)
+        _release_connection()
+        try:
+            state, stopped = upstream_client().stream(
+                self.completion.request_body,
+                on_delta=lambda state, deltas: self.publisher.publish(deltas),
+                should_stop=self.should_stop,
+                stop_check_interval=settings.STREAM_STOP_CHECK_INTERVAL,
+                on_watcher_exit=lambda: connection.close(),
+            )
+        except client.StreamInterrupted as error:
+            if self.lost:
+                return Outcome.LOST
+            if not self.publisher.has_text:
+                self.discard()
+                raise
+            # Some text arrived: keep it, shown as an error, never as a clean finish.
+            return self.save_partial(error)
+        except client.UpstreamError:
+            self.discard()
+            raise
+        if self.lost:
+            return Outcome.LOST
+        if self.timed_out:
+            return self.cut_at_time_limit()
+        return self.save(state.response(), stopped=stopped)
+
+    def should_stop(self) -> bool:
+        """Asked every STREAM_STOP_CHECK_INTERVAL on the client's watcher thread."""
+        now = time.monotonic()
+        if now - self.started > settings.COMPLETION_MAX_SECONDS:
+            self.timed_out = True
+            return True
+        if now - self.renewed >= settings.COMPLETION_LEASE_SECONDS / 3:
+            self.renewed = now
+            if not completion_renew(claim=self.claim):
+                self.lost = True
+                return True
+        return self.lost or _stop_requested(self.completion.pk)
+
+    def write_db(self, contents: dict[int, str]) -> None:
+        if not self.rows_ready:
+            self.rows_ready = _stream_rows_prepare(claim=self.claim, indexes=sorted(contents))
+            if not self.rows_ready:
+                self.lost = True  # the watcher ends the stream at its next look
+                return
         for index, text in contents.items():
             Message.objects.filter(
-                completion_id=completion.pk,
+                completion_id=self.completion.pk,
                 choice_index=index,
-                completion__claim_token=claim.token,
+                completion__claim_token=self.claim.token,
             ).update(content=text)
-        if streams.redis_client() is not None:
-            # Writes are seconds apart then: hold no connection (hundreds stream at once).
+        if self.redis:
             _release_connection()
 
-    interval = (
-        settings.STREAM_REDIS_DB_FLUSH_INTERVAL
-        if streams.redis_client() is not None
-        else settings.STREAM_DB_FLUSH_INTERVAL
-    )
-    publisher = streams.Publisher(completion.pk, interval, write_db)
-    streams.publish_status(completion.pk, "running")
-    _release_connection()
-    try:
-        state, stopped = upstream_client().stream(
-            completion.request_body,
-            on_delta=lambda state, deltas: publisher.publish(deltas),
-            should_stop=lambda: _stop_requested(completion.pk),
-            stop_check_interval=settings.STREAM_STOP_CHECK_INTERVAL,
-            on_watcher_exit=lambda: connection.close(),
-        )
-    except client.StreamInterrupted as error:
-        if not publisher.has_text:
-            _stream_rows_discard(claim=claim)
-            raise
-        # Some text arrived: keep it, shown as an error, never as a clean finish.
-        publisher.flush()
+    def save(self, response: client.ChatResponse, *, stopped: bool) -> Outcome:
+        self.publisher.send_redis()  # the last batch, so a live reader has all of the text
+        if stopped:
+            for choice in response.choices:
+                choice.finish_reason = "stopped"
+        status = Message.Status.STOPPED if stopped else Message.Status.COMPLETE
+        if not _save_result(claim=self.claim, response=response, message_status=status):
+            return Outcome.LOST
+        outcome = Outcome.STOPPED if stopped else Outcome.SUCCEEDED
+        streams.publish_end(self.completion.pk, str(outcome))
+        return outcome
+
+    def save_partial(self, error: client.UpstreamError) -> Outcome:
+        self.publisher.flush()
         saved = _save_result(
-            claim=claim,
-            response=_partial_response(publisher.contents, error=error),
+            claim=self.claim,
+            response=_partial_response(self.publisher.contents),
             message_status=Message.Status.FAILED,
             completion_status=Completion.Status.FAILED,
             error=error,
         )
-        streams.publish_end(completion.pk, "failed")
-        return "failed" if saved else "lost"
-    except client.UpstreamError:
-        _stream_rows_discard(claim=claim)
-        raise
-    publisher.send_redis()  # the last batch, so a live reader has all of the text
-    response = state.response()
-    if stopped:
-        for choice in response.choices:
-            choice.finish_reason = "stopped"
-    saved = _save_result(
-        claim=claim,
-        response=response,
-        message_status=Message.Status.STOPPED if stopped else Message.Status.COMPLETE,
-    )
-    streams.publish_end(completion.pk, "stopped" if stopped else "succeeded")
-    if not saved:
-        return "lost"
-    return "stopped" if stopped else "succeeded"
+        if not saved:
+            return Outcome.LOST
+        streams.publish_end(self.completion.pk, "failed")
+        return Outcome.FAILED
+
+    def cut_at_time_limit(self) -> Outcome:
+        error = client.PermanentError(
+            _("The reply took longer than %(seconds)s seconds and was cut off.")
+            % {"seconds": f"{settings.COMPLETION_MAX_SECONDS:g}"},
+            error_type="time_limit",
+        )
+        if not self.publisher.has_text:
+            self.discard()
+            raise error
+        return self.save_partial(error)
+
+    def discard(self) -> None:
+        _stream_rows_discard(claim=self.claim)
 
 
-def _partial_response(contents: dict[int, str], *, error: Exception) -> client.ChatResponse:
+def _partial_response(contents: dict[int, str]) -> client.ChatResponse:
     return client.ChatResponse(
         id="",
         created=None,
@@ -397,11 +520,10 @@ def _partial_response(contents: dict[int, str], *, error: Exception) -> client.C
 def _stream_rows_prepare(*, claim: Claim, indexes: list[int]) -> bool:
     """Create (or take back from a dead attempt) the reply's rows while we hold the claim."""
     completion = claim.completion
-    with transaction.atomic():
+
+    def prepare() -> bool:
         conversation = _lock(completion.conversation)
-        if not Completion.objects.filter(
-            pk=completion.pk, claim_token=claim.token, status=Completion.Status.RUNNING
-        ).exists():
+        if not _held(claim).exists():
             return False
         existing, position = _reply_rows(conversation, completion)
         Message.objects.filter(completion_id=completion.pk).update(
@@ -423,7 +545,9 @@ def _stream_rows_prepare(*, claim: Claim, indexes: list[int]) -> bool:
                 if index not in existing
             ]
         )
-    return True
+        return True
+
+    return transactions.atomic_with_retry(prepare)
 
 
 def _reply_rows(conversation: Conversation, completion: Completion) -> tuple[dict, int]:
@@ -441,16 +565,75 @@ def _stream_rows_discard(*, claim: Claim) -> None:
     ).delete()
 
 
+def completion_attempt_discard(*, claim: Claim) -> None:
+    """After an unexpected error: drop what this attempt began to write, if the database
+    lets us (else the next attempt takes the rows back)."""
+    try:
+        _stream_rows_discard(claim=claim)
+    except DatabaseError:
+        logger.warning("Could not discard the rows of completion %s", claim.completion.pk)
+
+
 def estimate_tokens(text: str) -> int:
     """About four characters a token: for usage the upstream did not report."""
     return (len(text) + 3) // 4
 
 
-def completion_save_success(*, claim: Claim, response: client.ChatResponse) -> bool:
-    """Save the reply (a message per choice) and its usage in one transaction.
+def _usage(completion: Completion, response: client.ChatResponse) -> tuple[client.Usage, bool]:
+    """The usage the upstream reported, or an estimate (and True) when it reported none."""
+    if response.usage is not None:
+        return response.usage, False
+    prompt = sum(
+        estimate_tokens(m.get("content", "")) + 3
+        for m in completion.request_body.get("messages", [])
+    )
+    reply = sum(estimate_tokens(c.content) for c in response.choices)
+    return client.Usage(
+        prompt_tokens=prompt, completion_tokens=reply, total_tokens=prompt + reply
+    ), True
 
-    Returns False, saving nothing, when the claim was lost to another worker."""
-    return _save_result(claim=claim, response=response, message_status=Message.Status.COMPLETE)
+
+def _result_fields(
+    claim: Claim,
+    response: client.ChatResponse,
+    *,
+    status: str,
+    error: client.UpstreamError | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The completion's columns once the call has ended."""
+    completion = claim.completion
+    usage, estimated = _usage(completion, response)
+    price, cost = completion_cost(
+        model=completion.model,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        at=now,
+    )
+    latency_ms = response.latency_ms or (
+        int((now - completion.started_at).total_seconds() * 1000) if completion.started_at else None
+    )
+    return {
+        "status": status,
+        "response_id": response.id,
+        "response_created": response.created,
+        "response_model": response.model,
+        "response_object": response.object,
+        "choices": [{"index": c.index, "finish_reason": c.finish_reason} for c in response.choices],
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "usage_estimated": estimated,
+        "http_status": response.http_status,
+        "error_type": error.error_type if error else "",
+        "error_message": readable_error(error, attempts=completion.attempts) if error else "",
+        "latency_ms": latency_ms,
+        "finished_at": now,
+        "lease_expires_at": None,
+        "price": price,
+        "cost": cost,
+        "currency": price.currency if price else "",
+    }
 
 
 def _save_result(
@@ -461,86 +644,64 @@ def _save_result(
     completion_status: str = Completion.Status.SUCCEEDED,
     error: client.UpstreamError | None = None,
 ) -> bool:
+    """Save the reply (a message per choice) and its usage in one transaction.
+
+    Returns False, saving nothing, when the claim was lost to another worker."""
     completion = claim.completion
     now = timezone.now()
-    usage = response.usage
-    estimated = usage is None
-    if usage is None:
-        prompt = sum(
-            estimate_tokens(m.get("content", "")) + 3
-            for m in completion.request_body.get("messages", [])
-        )
-        reply = sum(estimate_tokens(c.content) for c in response.choices)
-        usage = client.Usage(
-            prompt_tokens=prompt, completion_tokens=reply, total_tokens=prompt + reply
-        )
-    price, cost = completion_cost(
-        model=completion.model,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        at=now,
-    )
-    latency_ms = response.latency_ms or (
-        int((now - completion.started_at).total_seconds() * 1000) if completion.started_at else None
-    )
-    with transaction.atomic():
+    fields = _result_fields(claim, response, status=completion_status, error=error, now=now)
+    # Rendered before the transaction: no lock is held while Markdown is made.
+    choices = [
+        (choice, render_markdown_for_storage(choice.content))
+        for choice in sorted(response.choices, key=lambda c: c.index)
+    ]
+
+    def save() -> bool:
         conversation = _lock(completion.conversation)
-        updated = Completion.objects.filter(
-            pk=completion.pk, claim_token=claim.token, status=Completion.Status.RUNNING
-        ).update(
-            status=completion_status,
-            response_id=response.id[:200],
-            response_created=response.created,
-            response_model=response.model[:100],
-            response_object=response.object[:64],
-            choices=[
-                {"index": c.index, "finish_reason": c.finish_reason} for c in response.choices
-            ],
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_tokens=usage.total_tokens,
-            usage_estimated=estimated,
-            http_status=response.http_status,
-            error_type=error.error_type if error else "",
-            error_message=readable_error(error, attempts=completion.attempts) if error else "",
-            latency_ms=latency_ms,
-            finished_at=now,
-            lease_expires_at=None,
-            price=price,
-            cost=cost,
-            currency=price.currency if price else "",
-        )
-        if not updated:
+        if not _held(claim).update(**fields):
             logger.info("Completion %s was claimed elsewhere; reply discarded", completion.pk)
             return False
-        existing, position = _reply_rows(conversation, completion)
-        new_rows = []
-        for order, choice in enumerate(sorted(response.choices, key=lambda c: c.index)):
-            fields = {
-                "content": choice.content,
-                "html": render_markdown_for_storage(choice.content),
-                "finish_reason": choice.finish_reason or "",
-                "status": message_status,
-            }
-            if choice.index in existing:
-                Message.objects.filter(pk=existing[choice.index].pk).update(**fields)
-            else:
-                new_rows.append(
-                    Message(
-                        conversation=conversation,
-                        role=Message.Role.ASSISTANT,
-                        position=position,
-                        completion=completion,
-                        choice_index=choice.index,
-                        is_selected=(order == 0),
-                        created_at=now,
-                        **fields,
-                    )
-                )
-        Message.objects.bulk_create(new_rows)
+        _store_choices(conversation, completion, choices, status=message_status, now=now)
         Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=now)
         budgets.completion_settle(completion_id=completion.pk)
-    return True
+        return True
+
+    return transactions.atomic_with_retry(save)
+
+
+def _store_choices(
+    conversation: Conversation,
+    completion: Completion,
+    choices: list[tuple[client.Choice, str]],
+    *,
+    status: str,
+    now: datetime,
+) -> None:
+    existing, position = _reply_rows(conversation, completion)
+    new_rows = []
+    for order, (choice, html) in enumerate(choices):
+        fields = {
+            "content": choice.content,
+            "html": html,
+            "finish_reason": choice.finish_reason or "",
+            "status": status,
+        }
+        if choice.index in existing:
+            Message.objects.filter(pk=existing[choice.index].pk).update(**fields)
+        else:
+            new_rows.append(
+                Message(
+                    conversation=conversation,
+                    role=Message.Role.ASSISTANT,
+                    position=position,
+                    completion=completion,
+                    choice_index=choice.index,
+                    is_selected=(order == 0),
+                    created_at=now,
+                    **fields,
+                )
+            )
+    Message.objects.bulk_create(new_rows)
 
 
 def completion_stop(*, completion: Completion) -> None:
@@ -571,11 +732,9 @@ def completion_stop(*, completion: Completion) -> None:
 def completion_requeue(*, claim: Claim, error: client.UpstreamError, delay: float) -> bool:
     """Give the claim back after a retryable error; run again after `delay` seconds."""
     now = timezone.now()
-    streams.publish_status(claim.completion.pk, "retrying")
+    streams.publish_status(claim.completion.pk, "retrying", attempt=claim.completion.attempts)
     return bool(
-        Completion.objects.filter(
-            pk=claim.completion.pk, claim_token=claim.token, status=Completion.Status.RUNNING
-        ).update(
+        _held(claim).update(
             status=Completion.Status.QUEUED,
             claim_token=None,
             lease_expires_at=None,
@@ -590,9 +749,7 @@ def completion_requeue(*, claim: Claim, error: client.UpstreamError, delay: floa
 def completion_fail(*, claim: Claim, error: client.UpstreamError) -> bool:
     """Mark the completion failed with a message a person can read."""
     with transaction.atomic():
-        updated = Completion.objects.filter(
-            pk=claim.completion.pk, claim_token=claim.token, status=Completion.Status.RUNNING
-        ).update(
+        updated = _held(claim).update(
             status=Completion.Status.FAILED,
             http_status=error.http_status,
             error_type=error.error_type,
@@ -607,8 +764,20 @@ def completion_fail(*, claim: Claim, error: client.UpstreamError) -> bool:
     return bool(updated)
 
 
+def internal_error(exc: BaseException) -> client.UpstreamError:
+    """An attempt that failed in our own code (or database), as an error worth a retry."""
+    return client.RetryableError(
+        _("chatsite could not process the reply (%(error)s).") % {"error": type(exc).__name__},
+        error_type="internal_error",
+    )
+
+
 def readable_error(error: client.UpstreamError, *, attempts: int) -> str:
-    if error.http_status in (401, 403):
+    if error.error_type in ("time_limit", "abandoned"):
+        text = "%(message)s"
+    elif error.error_type == "internal_error":
+        text = _("The reply failed %(attempts)s time(s); last error: %(message)s")
+    elif error.http_status in (401, 403):
         text = _("The model service refused the API key (HTTP %(status)s): %(message)s")
     elif error.retryable:
         text = _("The model service failed %(attempts)s time(s); last error: %(message)s")
@@ -635,24 +804,64 @@ def completion_cost(
 
 def completions_sweep() -> list[int]:
     """Send again what was lost: queued too long (broker lost it) or lease expired
-    (worker died). The claim keeps it to one call and one reply."""
+    (worker died). The claim keeps it to one call and one reply. What has used up its
+    attempts is failed instead, so it is never called (and billed) again."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.COMPLETION_STALE_QUEUED_SECONDS)
-    lost = dict(
-        Completion.objects.filter(
-            Q(status=Completion.Status.QUEUED, available_at__lt=stale)
-            | Q(status=Completion.Status.RUNNING, lease_expires_at__lt=now)
-        ).values_list("pk", "request_id")[:1000]
+    lost = Q(status=Completion.Status.QUEUED, available_at__lt=stale) | Q(
+        status=Completion.Status.RUNNING, lease_expires_at__lt=now
     )
-    ids = list(lost)
+    exhausted = Q(attempts__gte=settings.COMPLETION_MAX_ATTEMPTS)
+    for completion_id in Completion.objects.filter(lost & exhausted).values_list("pk", flat=True)[
+        :1000
+    ]:
+        completion_abandon(completion_id=completion_id, now=now)
+    resend = dict(
+        Completion.objects.filter(lost & ~exhausted).values_list("pk", "request_id")[:1000]
+    )
+    ids = list(resend)
     if ids:
         # Push the queued ones forward so the next sweep leaves them alone a while.
         Completion.objects.filter(pk__in=ids, status=Completion.Status.QUEUED).update(
             available_at=now
         )
         logger.info("Sweep re-sends completions %s", ids)
-    for completion_id, request_id in lost.items():
+    for completion_id, request_id in resend.items():
         # Sent under the id of the request that asked for it, so its lines stay findable.
         with logs.request_id_bound(request_id or logs.NO_REQUEST):
             completion_enqueue(completion_id)
     return ids
+
+
+def completion_abandon(*, completion_id: int, now: datetime) -> bool:
+    """Fail a completion that used up its attempts without ending (its last worker died):
+    text it streamed stays, marked as broken off; its reservation is given back."""
+    with transaction.atomic():
+        row = (
+            Completion.objects.select_for_update(no_key=True)
+            .filter(pk=completion_id, status__in=Completion.ACTIVE)
+            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+            .only("attempts")
+            .first()
+        )
+        if row is None:
+            return False
+        message = _(
+            "The reply was given up after %(attempts)s attempt(s): the worker writing it "
+            "stopped answering."
+        ) % {"attempts": row.attempts}
+        Completion.objects.filter(pk=completion_id).update(
+            status=Completion.Status.FAILED,
+            claim_token=None,
+            lease_expires_at=None,
+            error_type="abandoned",
+            error_message=message,
+            finished_at=now,
+        )
+        Message.objects.filter(completion_id=completion_id, status=Message.Status.STREAMING).update(
+            status=Message.Status.FAILED
+        )
+        budgets.completion_release(completion_id=completion_id)
+    logger.warning("Completion %s given up after %s attempts", completion_id, row.attempts)
+    streams.publish_end(completion_id, "failed")
+    return True

@@ -391,7 +391,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
 
 
 # Put into a reply by the "invalid_utf8" fault, and swapped for bytes that are not UTF-8.
-INVALID_UTF8_MARK = "<<not-utf-8>>"
+INVALID_UTF8_MARK = "NOTUTF8"  # one word, so a stream sends it in one piece
 INVALID_UTF8_BYTES = b"\xff\xfe\xc3"
 
 

@@ -48,6 +48,8 @@ class Publisher:
     completion_id: int
     flush_interval: float
     write_db: Callable[[dict[int, str]], None]
+    # Each entry names its attempt: a reader drops what an earlier (dead) attempt wrote.
+    attempt: int = 1
     redis_interval: float = 0.02
     contents: dict[int, str] = field(default_factory=dict)
     last_flush: float = 0.0
@@ -77,7 +79,9 @@ class Publisher:
         try:
             pipe = redis.pipeline(transaction=False)
             for index, text in self.unsent.items():
-                pipe.xadd(stream_key(self.completion_id), {"i": index, "d": text})
+                pipe.xadd(
+                    stream_key(self.completion_id), {"i": index, "d": text, "a": self.attempt}
+                )
             pipe.expire(stream_key(self.completion_id), STREAM_TTL_SECONDS)
             pipe.execute()
         except Exception:  # the database copy still carries the text
@@ -98,13 +102,14 @@ class Publisher:
         return any(self.contents.values())
 
 
-def publish_status(completion_id: int, state: str) -> None:
-    """Tell readers the call is "running" or "retrying" (Redis only; else they poll)."""
+def publish_status(completion_id: int, state: str, *, attempt: int) -> None:
+    """Tell readers the call is "running" or "retrying" (Redis only; else they poll).
+    "running" starts an attempt: readers forget the text of the attempts before it."""
     redis = redis_client()
     if redis is None:
         return
     try:
-        redis.xadd(stream_key(completion_id), {"s": state})
+        redis.xadd(stream_key(completion_id), {"s": state, "a": attempt})
         redis.expire(stream_key(completion_id), STREAM_TTL_SECONDS)
     except Exception:
         logger.warning("Could not publish the state of %s to Redis", completion_id)

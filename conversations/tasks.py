@@ -10,6 +10,7 @@ from django.conf import settings
 
 from . import services
 from .client import UpstreamError
+from .services import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -27,33 +28,44 @@ def retry_delay(attempt: int, retry_after: float | None) -> float:
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_completion(completion_id: int) -> str:
     outcome = _run_completion(completion_id)
-    logger.info("Completion %s: %s", completion_id, outcome, extra={"outcome": outcome})
-    return outcome
+    logger.info("Completion %s: %s", completion_id, outcome, extra={"outcome": str(outcome)})
+    return str(outcome)  # a plain string in the worker's log line ("succeeded in 0.1s: ...")
 
 
-def _run_completion(completion_id: int) -> str:
+def _run_completion(completion_id: int) -> Outcome:
     claim = services.completion_claim(completion_id=completion_id)
     if claim is None:
-        return "skipped"  # finished, not yet due, or held by a live claim elsewhere
+        return Outcome.SKIPPED  # finished, not yet due, out of attempts, or held elsewhere
     logger.info("Completion %s: attempt %s", completion_id, claim.completion.attempts)
     try:
         return services.completion_attempt(claim=claim)
     except UpstreamError as error:
-        attempt = claim.completion.attempts
-        if error.retryable and attempt < settings.COMPLETION_MAX_ATTEMPTS:
-            delay = retry_delay(attempt, error.retry_after)
-            logger.info(
-                "Completion %s attempt %s failed (%s); retry in %.1fs",
-                completion_id,
-                attempt,
-                error.error_type,
-                delay,
-            )
-            if services.completion_requeue(claim=claim, error=error, delay=delay):
-                services.completion_enqueue(completion_id, countdown=delay)
-            return "retrying"
-        services.completion_fail(claim=claim, error=error)
-        return "failed"
+        return _after_failure(claim, error)
+    except Exception as exc:
+        # Our own bug or the database: still one attempt used, so it ends in time. If even
+        # this fails, the lease runs out and the sweep takes over (or gives up).
+        logger.exception("Completion %s attempt %s broke", completion_id, claim.completion.attempts)
+        services.completion_attempt_discard(claim=claim)
+        return _after_failure(claim, services.internal_error(exc))
+
+
+def _after_failure(claim: services.Claim, error: UpstreamError) -> Outcome:
+    completion_id = claim.completion.pk
+    attempt = claim.completion.attempts
+    if error.retryable and attempt < settings.COMPLETION_MAX_ATTEMPTS:
+        delay = retry_delay(attempt, error.retry_after)
+        logger.info(
+            "Completion %s attempt %s failed (%s); retry in %.1fs",
+            completion_id,
+            attempt,
+            error.error_type,
+            delay,
+        )
+        if services.completion_requeue(claim=claim, error=error, delay=delay):
+            services.completion_enqueue(completion_id, countdown=delay)
+        return Outcome.RETRYING
+    services.completion_fail(claim=claim, error=error)
+    return Outcome.FAILED
 
 
 @shared_task(ignore_result=True)

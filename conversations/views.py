@@ -137,10 +137,7 @@ def chat_home(request: HttpRequest) -> HttpResponse:
 @require_GET
 def conversation_list(request: HttpRequest) -> HttpResponse:
     """One page of the sidebar; htmx appends it in place of the "Load more" link."""
-    try:
-        page = max(1, int(request.GET.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = selectors.page_number(request.GET.get("page"))
     if not request.htmx:
         return _page(request, sidebar_page=page)
     sidebar = selectors.sidebar_conversations(request.user, page)
@@ -160,10 +157,10 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
     if form is not None:
         try:
             services.message_send(conversation=conversation, content=form.cleaned_data["content"])
-        except limits.RateLimited as error:
+        except (limits.RateLimited, services.Contended) as error:
             # Nothing was sent: the text stays in the composer.
             form.add_service_errors(error)
-            return _page(request, conversation, message_form=form, status=429)
+            return _page(request, conversation, message_form=form, status=_refusal_status(error))
         except ValidationError as error:
             for text in _messages_of(error):
                 messages.error(request, text)
@@ -209,8 +206,7 @@ def message_send(request: HttpRequest, pk: int) -> HttpResponse:
             )
         except ValidationError as error:
             form.add_service_errors(error)
-            if isinstance(error, limits.RateLimited):
-                status = 429
+            status = _refusal_status(error)
         else:
             if not request.htmx:
                 return redirect("conversation_detail", pk=pk)
@@ -231,6 +227,14 @@ def message_send(request: HttpRequest, pk: int) -> HttpResponse:
             request, _partial("composer"), {"conversation": conversation, "message_form": form}
         )
     return _page(request, conversation, message_form=form, status=status)
+
+
+def _refusal_status(error: ValidationError) -> int:
+    if isinstance(error, limits.RateLimited):
+        return 429
+    if isinstance(error, services.Contended):
+        return 503
+    return 400
 
 
 @login_required

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 
 from chatsite.celery import app as celery_app
+from chatsite.serving import uvicorn_command
 from conversations import simulator as simulator_module
 from conversations import tasks
 
@@ -178,22 +178,34 @@ class LiveStack:
 
 
 class WebProcess:
-    """A real uvicorn subprocess serving the ASGI app on the test database."""
+    """A real uvicorn subprocess serving the ASGI app on the test database. `prefix` goes
+    before the command (e.g. `ip netns exec <name>`), `host` is the address it serves on."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
+    ) -> None:
         self.env = env
         self.log_path = log_path
+        self.host = host
+        self.prefix = list(prefix)
         self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.process: subprocess.Popen | None = None
 
     def start(self, *, timeout: float = 30.0, ready_path: str = "/accounts/login/") -> WebProcess:
         import requests
 
+        # As `manage.py serve` starts it, with the proxies the environment trusts.
+        trusted = [p for p in self.env.get("DJANGO_TRUSTED_PROXIES", "").split(",") if p]
         command = [
-            sys.executable, "-m", "uvicorn", "chatsite.asgi:application",
-            "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
-        ]  # fmt: skip
+            *self.prefix,
+            *uvicorn_command(host=self.host, port=self.port, trusted_proxies=trusted),
+        ]
         self._log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT

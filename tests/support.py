@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -86,17 +86,26 @@ def subprocess_env(simulator: Simulator, **extra: str) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """A real `celery worker` subprocess against the test database and broker."""
+    """A real `celery worker` subprocess against the test database and broker. `prefix`
+    goes before the command (e.g. `ip netns exec <name>` to run it on another host)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, beat: bool = False) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        beat: bool = False,
+        prefix: Sequence[str] = (),
+    ) -> None:
         self.env = env
         self.log_path = log_path
         self.beat = beat
+        self.prefix = list(prefix)
         self.process: subprocess.Popen | None = None
 
     def start(self, *, timeout: float = 30.0) -> WorkerProcess:
         command = [
-            sys.executable, "-m", "celery", "-A", "chatsite", "worker",
+            *self.prefix, sys.executable, "-m", "celery", "-A", "chatsite", "worker",
             "--pool", "threads", "--concurrency", "4",
             "--queues", self.env["CELERY_QUEUE"],
             "--without-gossip", "--without-mingle", "--without-heartbeat",

@@ -404,3 +404,50 @@ def test_the_message_count_holds_across_processes(alice, settings):
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True, timeout=60)
     with pytest.raises(limits.RateLimited), limits.message_counted(user_id=alice.pk):
         pass
+
+
+def _spoofed_log_ins(web_url: str, attempts: int) -> list[int]:
+    """Failed log-ins, each claiming another client address in X-Forwarded-For and each
+    for another username (so only the per-address limit can refuse them)."""
+    import requests
+
+    session = requests.Session()
+    session.get(f"{web_url}/accounts/login/", timeout=10)
+    statuses = []
+    for number in range(attempts):
+        response = session.post(
+            f"{web_url}/accounts/login/",
+            data={"username": f"nobody{number}", "password": "wrong-password"},
+            headers={
+                "X-CSRFToken": session.cookies["csrftoken"],
+                "Referer": web_url,
+                "X-Forwarded-For": f"203.0.113.{number + 1}",
+            },
+            timeout=10,
+        )
+        statuses.append(response.status_code)
+    return statuses
+
+
+@pytest.mark.parametrize(
+    ("trusted", "refused"),
+    # Not believed by default: 8 failures from one real address, over a limit of 5.
+    # Believed from a proxy named in DJANGO_TRUSTED_PROXIES: 8 different addresses.
+    [("", 3), ("127.0.0.1", 0)],
+    ids=["by-default", "from-a-trusted-proxy"],
+)
+def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(
+    transactional_db, simulator, tmp_path, trusted, refused
+):
+    from .conftest import WebProcess
+    from .support import subprocess_env
+
+    env = subprocess_env(simulator, DJANGO_TRUSTED_PROXIES=trusted, LOGIN_FAILURES_PER_IP="5")
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    web = WebProcess(env, tmp_path / "web.log").start()
+    try:
+        statuses = _spoofed_log_ins(web.url, 8)
+    finally:
+        web.stop()
+    assert statuses.count(429) == refused, statuses
+    assert statuses.count(200) == 8 - refused

@@ -220,3 +220,31 @@ def test_production_hosts_share_live_replies_however_they_name_the_database():
         for url in ("postgres://chat@127.0.0.1/chatsite", "postgres://chat@db.internal/chatsite")
     }
     assert prefixes == {"chatsite:"}
+
+
+def test_a_request_too_large_to_read_says_the_limit(client, alice):
+    from conversations import services
+
+    client.force_login(alice)
+    conversation = services.conversation_create(owner=alice)
+    huge = "x" * (10 * 1024 * 1024)
+    url = f"/c/{conversation.pk}/messages/"
+    page = client.post(url, {"content": huge})
+    assert page.status_code == 413
+    assert "at most 2.5\xa0MB" in page.content.decode()
+    assert "Nothing was sent." in page.content.decode()
+    htmx = client.post(url, {"content": huge}, HTTP_HX_REQUEST="true")
+    assert htmx.status_code == 413
+    assert htmx["Content-Type"].startswith("text/plain")
+    assert "at most 100,000 characters" in htmx.content.decode()
+    assert not conversation.messages.exists()
+
+
+def test_pages_of_a_signed_in_person_are_kept_by_no_cache(client, alice):
+    from conversations import services
+
+    client.force_login(alice)
+    conversation = services.conversation_create(owner=alice)
+    for path in ("/", f"/c/{conversation.pk}/", "/usage/", "/usage/export.csv"):
+        cache_control = client.get(path)["Cache-Control"]
+        assert "private" in cache_control and "no-store" in cache_control, path

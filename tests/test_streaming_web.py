@@ -215,3 +215,40 @@ def test_events_of_another_users_reply_are_404(chat):
         post(bob, stack.url, f"/c/{conversation.pk}/completions/{completion.pk}/stop/").status_code
         == 404
     )
+
+
+def test_healthz_stays_fast_while_a_reader_follows_a_huge_reply(chat):
+    """Markdown is rendered off the event loop: the process keeps answering while one
+    reader follows a 100 KB reply full of links (issue 13, defect 7)."""
+    import threading
+
+    stack = chat[0]
+    links = "".join(f"See [page {i}](https://example.com/{i}) and **{i}**. " for i in range(2200))
+    stack.simulator.control(faults=[{"kind": "content", "content": links}])
+    completion = start_reply(chat, "A long one please")
+    stream = open_events(chat, completion)
+    seen = {"text": 0, "done": False}
+
+    def read() -> None:
+        # Whole chunks, not line by line: this process also runs the simulator.
+        tail = ""
+        for chunk in stream.iter_content(chunk_size=None, decode_unicode=True):
+            tail = tail[-20:] + chunk
+            seen["text"] += tail.count("event: text-0")
+            if "event: done" in tail:
+                seen["done"] = True
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    wait_for(lambda: seen["text"], timeout=30, what="the reply to stream")
+    slowest = 0.0
+    deadline = time.monotonic() + 120
+    while reader.is_alive() and time.monotonic() < deadline:
+        started = time.monotonic()
+        assert requests.get(f"{stack.url}/healthz", timeout=10).status_code == 200
+        slowest = max(slowest, time.monotonic() - started)
+    reader.join(timeout=5)
+    assert seen["done"]
+    # Rendered on the loop, one such reader held /healthz for seconds at a time.
+    assert slowest < 0.5, f"/healthz took {slowest:.2f}s while the reply streamed"

@@ -2,6 +2,7 @@
 a broken stream is an error with its partial text kept."""
 
 import threading
+import uuid
 
 import pytest
 
@@ -148,3 +149,100 @@ def test_a_stream_broken_before_any_text_is_retried(
     assert completion.status == Completion.Status.SUCCEEDED
     assert completion.attempts == 2
     assert Message.objects.filter(completion=completion).count() == 1
+
+
+class Sweeper:
+    """Another worker's beat: sweeps often and runs at once whatever the sweep re-sends."""
+
+    def __init__(self, enqueued) -> None:
+        self.enqueued = enqueued
+        self.stop = threading.Event()
+        self.outcomes: list[str] = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self.stop.wait(0.1):
+                services.completions_sweep()
+                while self.enqueued.calls:
+                    completion_id, _ = self.enqueued.calls.pop(0)
+                    self.outcomes.append(tasks.run_completion(completion_id))
+        finally:
+            connection.close()
+
+    def __enter__(self) -> "Sweeper":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=20)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_longer_than_the_lease_keeps_its_claim_and_finishes_once(
+    alice, simulator, enqueued, send, streaming_settings
+):
+    streaming_settings.COMPLETION_LEASE_SECONDS = 1.0
+    # About 3 s of text: three leases long.
+    simulator.control(token_delay=0.05, faults=[{"kind": "tokens", "tokens": 60}])
+    conversation = services.conversation_create(owner=alice)
+    _, completion = send(conversation, "Write for a long while")
+    enqueued.calls.clear()
+    with Sweeper(enqueued) as sweeper:
+        thread = run_in_thread(completion.pk)
+        thread.join(timeout=30)
+    completion.refresh_from_db()
+    assert completion.status == Completion.Status.SUCCEEDED, completion.error_message
+    assert completion.attempts == 1
+    assert len(simulator.requests()) == 1  # never called twice in parallel
+    assert sweeper.outcomes == []  # the sweep found nothing to take over
+    assert Message.objects.get(completion=completion).content.count(" ") >= 59
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_that_lost_its_claim_stops_streaming_and_publishes_nothing(
+    alice, simulator, enqueued, send, streaming_settings, monkeypatch
+):
+    streaming_settings.COMPLETION_LEASE_SECONDS = 0.6
+    simulator.control(token_delay=0.05, faults=[{"kind": "tokens", "tokens": 200}])
+    ends = []
+    monkeypatch.setattr(services.streams, "publish_end", lambda pk, status: ends.append(status))
+    conversation = services.conversation_create(owner=alice)
+    _, completion = send(conversation, "Write for a long while")
+    outcome = []
+    thread = threading.Thread(
+        target=lambda: outcome.append(tasks.run_completion(completion.pk)), daemon=True
+    )
+    thread.start()
+    wait_for(lambda: reply_text(completion), timeout=10, what="the first words")
+    # Another worker took it over (as a sweep does once a lease has run out).
+    Completion.objects.filter(pk=completion.pk).update(claim_token=uuid.uuid4())
+    thread.join(timeout=10)
+    assert outcome == ["lost"]
+    assert ends == []  # no "done" for a reply this worker did not save
+    wait_for(lambda: simulator.stats()["streams_disconnected"] == 1, timeout=5)
+    completion.refresh_from_db()
+    assert completion.status == Completion.Status.RUNNING  # the new holder's to finish
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_that_never_ends_is_cut_at_the_time_limit_with_its_text_kept(
+    alice, simulator, enqueued, send, streaming_settings
+):
+    streaming_settings.COMPLETION_MAX_SECONDS = 1.0
+    simulator.control(token_delay=0.05, faults=[{"kind": "tokens", "tokens": 400}])
+    conversation = services.conversation_create(owner=alice)
+    _, completion = send(conversation, "Never stop")
+    enqueued.drain(timeout=20)
+    completion.refresh_from_db()
+    reply = Message.objects.get(completion=completion)
+    assert completion.status == Completion.Status.FAILED
+    assert completion.error_type == "time_limit"
+    assert "1 seconds" in completion.error_message
+    assert reply.status == Message.Status.FAILED
+    assert reply.content.startswith("the model") and reply.content.count(" ") < 399
+    assert completion.attempts == 1 and len(simulator.requests()) == 1
+    wait_for(lambda: simulator.stats()["streams_disconnected"] == 1, timeout=5)

@@ -193,6 +193,28 @@
     if (pending && (pending.dataset.sseFailed || !window.EventSource)) delete event.detail.parameters.live;
   });
 
+  // --- A send the server refused before any view ran (too large): say why beside the
+  // composer; htmx swaps nothing on an error, so the text stays in it. ---
+  document.addEventListener("htmx:responseError", function (event) {
+    const form = event.detail.elt.closest && event.detail.elt.closest("#composer");
+    const xhr = event.detail.xhr;
+    if (!form || !xhr || xhr.status !== 413) return;
+    let box = form.querySelector(".field-error");
+    if (!box) {
+      box = document.createElement("div");
+      box.className = "field-error";
+      box.id = "composer-error";
+      box.setAttribute("role", "alert");
+      form.querySelector(".composer-box").after(box);
+    }
+    const line = document.createElement("p");
+    line.textContent = xhr.responseText;
+    box.replaceChildren(line);
+    const textarea = form.querySelector("textarea");
+    textarea.setAttribute("aria-invalid", "true");
+    textarea.setAttribute("aria-describedby", "composer-error");
+  });
+
   function init() {
     initChoices(document);
     document.querySelectorAll("textarea[data-enter-sends]").forEach(autogrow);

@@ -10,6 +10,8 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from chatsite.serving import uvicorn_command
+
 
 class Command(BaseCommand):
     help = "Start web (uvicorn), worker (celery) and, without an API key, the simulator."
@@ -55,12 +57,9 @@ class Command(BaseCommand):
         commands.append(
             (
                 "web",
-                [
-                    python, "-m", "uvicorn", "chatsite.asgi:application",
-                    "--host", host, "--port", str(port), "--no-access-log",
-                ],
+                uvicorn_command(host=host, port=port, trusted_proxies=settings.TRUSTED_PROXIES),
             )
-        )  # fmt: skip
+        )
         processes = []
         for name, command in commands:
             self.stdout.write(f"starting {name}: {' '.join(command[1:])}")
