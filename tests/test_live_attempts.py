@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -88,7 +89,9 @@ def test_a_reader_never_shows_a_dead_attempts_text_with_the_retry(
                 break
         return text_events(seen), await asyncio.wait_for(retry, 20)
 
-    texts, outcome = asyncio.run(asyncio.wait_for(read(), 30))
+    # In a thread of its own: the browser tests' Playwright loop may run in this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        texts, outcome = pool.submit(asyncio.run, asyncio.wait_for(read(), 30)).result()
     assert outcome == "succeeded"
     assert texts[0] == DEAD
     later = texts[1:]
