@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 BENCH ?= full
 
-.PHONY: run test install migrate static lint format bench messages clean
+.PHONY: run test faults install migrate static lint format bench messages clean
 
 $(BIN)/.installed: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ run: migrate static
 
 test: install
 	CELERY_QUEUE=chatsite-test $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault suite alone (also part of `make test`). It is the production configuration's:
+# set DATABASE_URL=postgres://..., CELERY_BROKER_URL=redis://... and REDIS_URL=redis://...
+# (on the embedded default it skips). The fault table goes to <basetemp>/fault-table.md.
+faults: install
+	CELERY_QUEUE=chatsite-test $(BIN)/python -m pytest -m faults tests/faults $(PYTEST_ARGS)
 
 # Starts its own stack (PostgreSQL+Redis when they answer on loopback, else the embedded
 # default); `make bench` writes docs/benchmarks.md; `make bench BENCH=smoke` is a quick check
