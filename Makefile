@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 BENCH ?= full
 
-.PHONY: run test faults install migrate static lint format bench messages clean
+.PHONY: run test check faults install migrate static lint format bench messages clean
 
 $(BIN)/.installed: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,11 +36,16 @@ faults: install
 # default); `make bench` writes docs/benchmarks.md; `make bench BENCH=smoke` is a quick check
 # that writes to a temporary file.
 bench: install
-	$(BIN)/python -m tests.bench --mode $(BENCH)
+	$(BIN)/python -m bench --mode $(BENCH)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# What CI checks before the suite (also the pre-commit hooks): lint, and no model change
+# without its migration.
+check: lint
+	$(BIN)/python manage.py makemigrations --check --dry-run
 
 format: install
 	$(BIN)/ruff format .

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import cache
 from pathlib import Path
 
 from asgiref.sync import sync_to_async
@@ -51,10 +52,15 @@ def check_broker() -> None:
         connection.ensure_connection(max_retries=1, interval_start=0, timeout=CHECK_TIMEOUT)
 
 
-def check_redis() -> None:
-    from conversations import streams
+@cache
+def _redis():
+    import redis
 
-    streams.redis_client().ping()
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=CHECK_TIMEOUT)
+
+
+def check_redis() -> None:
+    _redis().ping()
 
 
 def _in_own_thread(check: Callable[[], None]) -> None:

@@ -144,7 +144,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
-                "conversations.context_processors.upstream",
+                "conversations.chat.context_processors.upstream",
+                "conversations.accounts.context_processors.signup",
             ],
         },
     },
@@ -344,6 +345,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "chatsite")
+# The tasks live in the chat domain's package, not in the app's top module where
+# autodiscovery looks (their names stay "conversations.tasks.*").
+CELERY_IMPORTS = ["conversations.chat.tasks"]
 CELERY_BEAT_SCHEDULE = {
     "sweep-completions": {
         "task": "conversations.tasks.sweep_completions",
@@ -384,5 +388,3 @@ LOGIN_FAILURE_WINDOW = envfloat("LOGIN_FAILURE_WINDOW", 60.0)
 # written at once per user (counted in the database).
 MESSAGES_PER_MINUTE = envint("MESSAGES_PER_MINUTE", 20)
 MAX_REPLIES_IN_FLIGHT = envint("MAX_REPLIES_IN_FLIGHT", 3)
-# Pages may ask whether sign-up is open (`signup_open`), e.g. to hide its links.
-TEMPLATES[0]["OPTIONS"]["context_processors"].append("conversations.context_processors.signup")

@@ -1,35 +1,9 @@
-"""URLs of the chat pages (names are the contract other parts of the site rely on)."""
+"""The app's URLs, each domain's own."""
 
-from django.urls import path
-
-from . import live, usage_views, views
+from django.urls import include, path
 
 urlpatterns = [
-    path("", views.chat_home, name="chat_home"),
-    path("conversations/", views.conversation_list, name="conversation_list"),
-    path("c/new/", views.conversation_create, name="conversation_create"),
-    path("c/<int:pk>/", views.conversation_detail, name="conversation_detail"),
-    path("c/<int:pk>/messages/", views.message_send, name="message_send"),
-    path("c/<int:pk>/messages/<int:mid>/select/", views.choice_select, name="choice_select"),
-    path("c/<int:pk>/completions/<int:cid>/", views.completion_poll, name="completion_poll"),
-    path(
-        "c/<int:pk>/completions/<int:cid>/retry/",
-        views.completion_retry,
-        name="completion_retry",
-    ),
-    path(
-        "c/<int:pk>/completions/<int:cid>/events/",
-        live.completion_events,
-        name="completion_events",
-    ),
-    path("c/<int:pk>/completions/<int:cid>/stop/", live.completion_stop, name="completion_stop"),
-    path("c/<int:pk>/settings/", views.conversation_settings, name="conversation_settings"),
-    path("c/<int:pk>/rename/", views.conversation_rename, name="conversation_rename"),
-    path("c/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),
-    # Usage reports (added by the usage pages) go below this line.
-    path("usage/", usage_views.usage_mine, name="usage_mine"),
-    path("usage/export.csv", usage_views.usage_mine_csv, name="usage_mine_csv"),
-    path("usage/all/", usage_views.usage_all, name="usage_all"),
-    path("usage/all/export.csv", usage_views.usage_all_csv, name="usage_all_csv"),
-    path("usage/all/<int:user_id>/", usage_views.usage_user, name="usage_user"),
+    path("", include("conversations.accounts.urls")),
+    path("", include("conversations.chat.urls")),
+    path("", include("conversations.usage.urls")),
 ]

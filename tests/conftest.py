@@ -1,12 +1,12 @@
-"""Shared fixtures: users, a simulator over real HTTP, captured or real task delivery."""
+"""Shared fixtures: this run's own settings, the people (alice owns, bob is another user,
+charlie is staff), a simulator over real HTTP, captured or real task delivery, the app as
+in production (uvicorn + worker) and a browser."""
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,29 +14,36 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import translation
 
 from chatsite.celery import app as celery_app
-from chatsite.serving import uvicorn_command
-from conversations import simulator as simulator_module
-from conversations import tasks
-
-from .support import ROOT, Simulator, WorkerProcess, subprocess_env, wait_for
-
-# This run's own task queue, so parallel test runs (and `make run`) never take its tasks.
-settings.CELERY_TASK_DEFAULT_QUEUE = f"chatsite-test-{os.getpid()}"
-celery_app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
-settings.REDIS_KEY_PREFIX = f"chatsite-test-{os.getpid()}:"
-settings.CACHES["default"]["KEY_PREFIX"] = f"{settings.REDIS_KEY_PREFIX}cache"
-# Users are made in most tests: hash their passwords cheaply (see tests/hashers.py).
-settings.PASSWORD_HASHERS = ["tests.hashers.FastPBKDF2PasswordHasher"]
-# Static files collected (hashed names, as WhiteNoise serves them) for this run alone; the
-# uvicorn subprocesses inherit the folder through the environment.
-os.environ["DJANGO_STATIC_ROOT"] = str(settings.VAR_DIR / f"static-test-{os.getpid()}")
-settings.STATIC_ROOT = Path(os.environ["DJANGO_STATIC_ROOT"])
+from conversations.chat import tasks
+from conversations.chat.models import Conversation
+from conversations.chat.services import conversations as chat_services
+from conversations.shared import ratelimits
+from conversations.upstream import simulator as simulator_module
+from tests.support import Clock, Simulator, WebProcess, WorkerProcess, subprocess_env, wait_for
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _collected_static_files() -> Iterator[None]:
+def _this_run_only() -> None:
+    """What this test run uses is its own, so parallel runs (and `make run`) on one machine,
+    one broker and one Redis never meet: the task queue, the Redis keys, the static files
+    (the uvicorn subprocesses inherit their folder through the environment). And users
+    are made in most tests: their passwords are hashed cheaply (tests/hashers.py)."""
+    run = os.getpid()
+    settings.CELERY_TASK_DEFAULT_QUEUE = f"chatsite-test-{run}"
+    celery_app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    settings.REDIS_KEY_PREFIX = f"chatsite-test-{run}:"
+    settings.CACHES["default"]["KEY_PREFIX"] = f"{settings.REDIS_KEY_PREFIX}cache"
+    settings.PASSWORD_HASHERS = ["tests.hashers.FastPBKDF2PasswordHasher"]
+    os.environ["DJANGO_STATIC_ROOT"] = str(settings.VAR_DIR / f"static-test-{run}")
+    settings.STATIC_ROOT = Path(os.environ["DJANGO_STATIC_ROOT"])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _collected_static_files(_this_run_only) -> Iterator[None]:
     import shutil
 
     from django.core.management import call_command
@@ -63,6 +70,14 @@ def _empty_cache() -> Iterator[None]:
         cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _language_reset() -> Iterator[None]:
+    """A request through the test client activates its language in this thread (Django's
+    LocaleMiddleware) and leaves it on: the next test starts in the default one."""
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def alice(db) -> User:
     return User.objects.create_user("alice", password="alice-password-1")
@@ -74,8 +89,32 @@ def bob(db) -> User:
 
 
 @pytest.fixture
-def staff(db) -> User:
-    return User.objects.create_user("sam", password="sam-password-1", is_staff=True)
+def charlie(db) -> User:
+    return User.objects.create_user("charlie", password="charlie-password-1", is_staff=True)
+
+
+@pytest.fixture
+def superuser(db) -> User:
+    return User.objects.create_superuser("root", password="root-password-1")
+
+
+@pytest.fixture
+def alice_client(client: Client, alice: User) -> Client:
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def conversation(alice: User) -> Conversation:
+    return chat_services.conversation_create(owner=alice, title="Alice's chat")
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    """The abuse limits count time from this clock, which the test moves."""
+    clock = Clock()
+    monkeypatch.setattr(ratelimits, "clock", clock)
+    return clock
 
 
 @pytest.fixture(scope="session")
@@ -130,10 +169,11 @@ def enqueued(request, monkeypatch) -> Enqueued | None:
         return None
     captured = Enqueued()
 
-    def apply_async(args=None, countdown=None, **options):
+    def send_task(name, args=None, countdown=None, **options):
+        assert name == tasks.run_completion.name
         captured.calls.append((args[0], countdown))
 
-    monkeypatch.setattr(tasks.run_completion, "apply_async", apply_async)
+    monkeypatch.setattr(celery_app, "send_task", send_task)
     return captured
 
 
@@ -149,11 +189,10 @@ def worker(transactional_db, simulator, tmp_path) -> Iterator[WorkerProcess]:
 @pytest.fixture
 def send(django_capture_on_commit_callbacks):
     """message_send with its after-commit work (enqueueing) run, as in production."""
-    from conversations import services
 
     def send_message(conversation, content: str):
         with django_capture_on_commit_callbacks(execute=True):
-            return services.message_send(conversation=conversation, content=content)
+            return chat_services.message_send(conversation=conversation, content=content)
 
     return send_message
 
@@ -163,85 +202,12 @@ def send(django_capture_on_commit_callbacks):
 CHROMIUM = "/usr/bin/chromium"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class LiveStack:
     url: str
     simulator: Simulator
     worker: WorkerProcess
     web_log: Path
-
-
-class WebProcess:
-    """A real uvicorn subprocess serving the ASGI app on the test database. `prefix` goes
-    before the command (e.g. `ip netns exec <name>`), `host` is the address it serves on."""
-
-    def __init__(
-        self,
-        env: dict[str, str],
-        log_path: Path,
-        *,
-        host: str = "127.0.0.1",
-        prefix: Sequence[str] = (),
-    ) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.host = host
-        self.prefix = list(prefix)
-        self.port = _free_port()
-        self.url = f"http://{host}:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self, *, timeout: float = 30.0, ready_path: str = "/accounts/login/") -> WebProcess:
-        import requests
-
-        # As `manage.py serve` starts it, with the proxies the environment trusts.
-        trusted = [p for p in self.env.get("DJANGO_TRUSTED_PROXIES", "").split(",") if p]
-        command = [
-            *self.prefix,
-            *uvicorn_command(host=self.host, port=self.port, trusted_proxies=trusted),
-        ]
-        self._log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                return True
-            try:
-                return requests.get(f"{self.url}{ready_path}", timeout=2).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_for(ready, timeout=timeout, interval=0.1, what="uvicorn to answer")
-        if self.process.poll() is not None:
-            raise AssertionError(f"uvicorn exited early:\n{self.log_path.read_text()[-3000:]}")
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL, as when a machine or container dies: open streams are cut, not closed.
-        `start()` serves again on the same port."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=10)
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        if getattr(self, "_log", None):
-            self._log.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from .support import wait_for
+from tests.support import wait_for
 
 REDIS_SERVER = shutil.which("redis-server")
 

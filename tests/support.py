@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ from typing import Any, TypeVar
 import requests
 from django.conf import settings
 from django.db import connection
+
+from chatsite.serving import uvicorn_command
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,6 +157,93 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WebProcess:
+    """A real uvicorn subprocess serving the ASGI app on the test database. `prefix` goes
+    before the command (e.g. `ip netns exec <name>`), `host` is the address it serves on."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
+    ) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.host = host
+        self.prefix = list(prefix)
+        self.port = free_port()
+        self.url = f"http://{host}:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, *, timeout: float = 30.0, ready_path: str = "/accounts/login/") -> WebProcess:
+        import requests
+
+        # As `manage.py serve` starts it, with the proxies the environment trusts.
+        trusted = [p for p in self.env.get("DJANGO_TRUSTED_PROXIES", "").split(",") if p]
+        command = [
+            *self.prefix,
+            *uvicorn_command(host=self.host, port=self.port, trusted_proxies=trusted),
+        ]
+        self._log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                return True
+            try:
+                return requests.get(f"{self.url}{ready_path}", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_for(ready, timeout=timeout, interval=0.1, what="uvicorn to answer")
+        if self.process.poll() is not None:
+            raise AssertionError(f"uvicorn exited early:\n{self.log_path.read_text()[-3000:]}")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as when a machine or container dies: open streams are cut, not closed.
+        `start()` serves again on the same port."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+class Clock:
+    """The abuse limits' clock (shared.ratelimits.clock), moved by a test instead of by
+    sleeping: see the `clock` fixture."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def browser_login(page: Any, base_url: str, username: str, password: str) -> None:

@@ -4,7 +4,7 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from conversations.rendering import render_markdown, render_plain
+from conversations.shared.rendering import render_markdown, render_plain
 
 register = template.Library()
 

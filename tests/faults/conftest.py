@@ -19,11 +19,11 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from django.conf import settings
 
-from ..conftest import WebProcess
-from ..services import REDIS_SERVER, RedisServer
-from ..support import Simulator, WorkerProcess, subprocess_env
-from ..support import test_database_url as database_url  # not collected as a test
-from ..tcpproxy import TcpProxy
+from tests.services import REDIS_SERVER, RedisServer
+from tests.support import Simulator, WebProcess, WorkerProcess, subprocess_env
+from tests.support import test_database_url as database_url  # not collected as a test
+from tests.tcpproxy import TcpProxy
+
 from . import harness
 from .harness import Stack, StackSetup
 

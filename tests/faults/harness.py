@@ -30,15 +30,13 @@ from dataclasses import dataclass, field
 import requests
 from django.contrib.auth.models import User
 
-from conversations import services
+from conversations.chat.services import conversations as chat_services
 from conversations.models import Completion, Message
-from conversations.rendering import render_markdown
-
-from ..conftest import WebProcess
-from ..services import RedisServer
-from ..support import Simulator, WorkerProcess, wait_for
-from ..tcpproxy import TcpProxy
-from ..test_deployment import Page
+from conversations.shared.rendering import render_markdown
+from tests.http import Page
+from tests.services import RedisServer
+from tests.support import Simulator, WebProcess, WorkerProcess, wait_for
+from tests.tcpproxy import TcpProxy
 
 PASSWORD = "faults-password-1"
 # A send may wait out a database outage in the web process's pool (DB_POOL_TIMEOUT, 30 s).
@@ -176,7 +174,7 @@ def logged_in(web: WebProcess, username: str = "alice") -> Person:
 def conversation_paths(person: Person, count: int) -> list[str]:
     """`count` new conversations of the person's (the "New" button reuses an empty one)."""
     owner = User.objects.get(username=person.username)
-    return [f"/c/{services.conversation_create(owner=owner).pk}/" for _ in range(count)]
+    return [f"/c/{chat_services.conversation_create(owner=owner).pk}/" for _ in range(count)]
 
 
 @dataclass
@@ -447,6 +445,26 @@ def tally(
 
 
 def _count(row: Row, reply: Reply, calls: dict[str, int], ended: list[float]) -> None:
+    """One message: stored once, one completion, ended as expected (stored and shown)."""
+    completion = _completion_of(row, reply, calls)
+    if completion is None:
+        return  # counted already: lost, doubled or refused
+    row.attempts[reply.text] = completion.attempts
+    if completion.is_active:
+        return  # counted as stuck
+    if reply.ended_at is not None:
+        ended.append(reply.ended_at)
+    elif completion.finished_at is not None:
+        ended.append(completion.finished_at.timestamp())
+    if reply.expect.error is not None:
+        _count_failure(row, reply, completion)
+    else:
+        _count_reply(row, reply, completion)
+
+
+def _completion_of(row: Row, reply: Reply, calls: dict[str, int]) -> Completion | None:
+    """The message's one completion; None (counted) when the message is missing or it has
+    not exactly one."""
     label = reply.text[:40]
     stored = list(Message.objects.filter(role=Message.Role.USER, content=reply.content))
     if not stored:
@@ -455,41 +473,39 @@ def _count(row: Row, reply: Reply, calls: dict[str, int], ended: list[float]) ->
             row.problems.append(f"{label}: accepted but not stored")
         else:
             row.refused += 1
-        return
+        return None
     if len(stored) > 1:
         row.doubled_stored += 1
         row.problems.append(f"{label}: the message is stored {len(stored)} times")
     completions = list(Completion.objects.filter(request_message__in=stored))
     row.calls[reply.text] = calls.get(reply.content, 0)
-    if len(completions) != 1:
-        if completions:
-            row.doubled_stored += 1
-        else:
-            row.lost += 1
-        row.problems.append(f"{label}: {len(completions)} completions")
-        return
-    completion = completions[0]
-    row.attempts[reply.text] = completion.attempts
-    if completion.is_active:
-        return  # counted as stuck
-    if reply.ended_at is not None:
-        ended.append(reply.ended_at)
-    elif completion.finished_at is not None:
-        ended.append(completion.finished_at.timestamp())
-    expect = reply.expect
-    if expect.error is not None:
-        if completion.status != Completion.Status.FAILED or expect.error not in (
-            completion.error_message
-        ):
-            row.lost += 1
-            row.problems.append(
-                f"{label}: {completion.status} ({completion.error_message!r}), expected "
-                f"failed with {expect.error!r}"
-            )
-        elif reply.accepted and expect.error not in html.unescape(reply.done_html or ""):
-            row.lost += 1
-            row.problems.append(f"{label}: the reader was never shown the error")
-        return
+    if len(completions) == 1:
+        return completions[0]
+    if completions:
+        row.doubled_stored += 1
+    else:
+        row.lost += 1
+    row.problems.append(f"{label}: {len(completions)} completions")
+    return None
+
+
+def _count_failure(row: Row, reply: Reply, completion: Completion) -> None:
+    """A reply expected to fail: failed with that error, and the reader was told."""
+    label, error = reply.text[:40], reply.expect.error
+    if completion.status != Completion.Status.FAILED or error not in completion.error_message:
+        row.lost += 1
+        row.problems.append(
+            f"{label}: {completion.status} ({completion.error_message!r}), expected "
+            f"failed with {error!r}"
+        )
+    elif reply.accepted and error not in html.unescape(reply.done_html or ""):
+        row.lost += 1
+        row.problems.append(f"{label}: the reader was never shown the error")
+
+
+def _count_reply(row: Row, reply: Reply, completion: Completion) -> None:
+    """A reply expected to succeed: one row per choice, the expected text once, shown."""
+    label, expect = reply.text[:40], reply.expect
     replies = list(
         Message.objects.filter(completion=completion, role=Message.Role.ASSISTANT).order_by(
             "choice_index", "pk"

@@ -8,7 +8,8 @@ import pytest
 import requests
 from django.contrib.auth.models import User
 
-from ..test_deployment import Page
+from tests.http import Page
+
 from .harness import PASSWORD, Row, Stack, StackSetup, record
 
 pytestmark = [pytest.mark.faults, pytest.mark.worker]

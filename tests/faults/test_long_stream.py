@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from conversations.models import Completion
-from conversations.simulator import WORDS
+from conversations.upstream.simulated_text import WORDS
 
 from .harness import (
     Expect,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from conversations.models import Message
-from conversations.simulator import INVALID_UTF8_BYTES
+from conversations.upstream.simulated_text import INVALID_UTF8_BYTES
 
 from .harness import (
     Expect,

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from conversations.models import Completion
+from tests.support import wait_for
 
-from ..support import wait_for
 from .harness import (
     Person,
     Stack,

@@ -27,44 +27,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, host, port, concurrency, **options):
-        python = sys.executable
-        commands = []
-        if settings.UPSTREAM_SIMULATED:
-            commands.append(
-                (
-                    "simulator",
-                    [
-                        python,
-                        "manage.py",
-                        "simulate_upstream",
-                        "--port",
-                        str(settings.SIMULATOR_PORT),
-                    ],
-                )
-            )
-        commands.append(
-            (
-                "worker",
-                [
-                    python, "-m", "celery", "-A", "chatsite", "worker", "--beat",
-                    "--pool", "threads", "--concurrency", str(concurrency),
-                    "--queues", settings.CELERY_TASK_DEFAULT_QUEUE,
-                    "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
-                    "--without-gossip", "--without-mingle", "--loglevel", "INFO",
-                ],
-            )
-        )  # fmt: skip
-        commands.append(
-            (
-                "web",
-                uvicorn_command(host=host, port=port, trusted_proxies=settings.TRUSTED_PROXIES),
-            )
-        )
         processes = []
-        for name, command in commands:
+        for name, command in _commands(host, port, concurrency):
             self.stdout.write(f"starting {name}: {' '.join(command[1:])}")
             processes.append((name, subprocess.Popen(command, cwd=settings.BASE_DIR)))
-
         self.stdout.write(
             self.style.SUCCESS(f"\nchatsite is running on http://{host}:{port}/\n")
             + (
@@ -75,6 +41,13 @@ class Command(BaseCommand):
             + "Create an admin with: .venv/bin/python manage.py createsuperuser\n"
             + "Press Ctrl-C to stop.\n"
         )
+        try:
+            self._supervise(processes)
+        finally:
+            _stop(processes)
+
+    def _supervise(self, processes: list[tuple[str, subprocess.Popen]]) -> None:
+        """Until Ctrl-C (or SIGTERM), or until one of the processes exits."""
         stopping = False
 
         def stop(*_):
@@ -83,20 +56,44 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        while not stopping:
+            for name, process in processes:
+                if process.poll() is not None:
+                    self.stderr.write(f"{name} exited with {process.returncode}; stopping")
+                    stopping = True
+            time.sleep(0.2)
+
+
+def _commands(host: str, port: int, concurrency: int) -> list[tuple[str, list[str]]]:
+    python = sys.executable
+    commands = []
+    if settings.UPSTREAM_SIMULATED:
+        simulator = ["manage.py", "simulate_upstream", "--port", str(settings.SIMULATOR_PORT)]
+        commands.append(("simulator", [python, *simulator]))
+    commands.append(
+        (
+            "worker",
+            [
+                python, "-m", "celery", "-A", "chatsite", "worker", "--beat",
+                "--pool", "threads", "--concurrency", str(concurrency),
+                "--queues", settings.CELERY_TASK_DEFAULT_QUEUE,
+                "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
+                "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+            ],
+        )
+    )  # fmt: skip
+    web = uvicorn_command(host=host, port=port, trusted_proxies=settings.TRUSTED_PROXIES)
+    commands.append(("web", web))
+    return commands
+
+
+def _stop(processes: list[tuple[str, subprocess.Popen]]) -> None:
+    for _, process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for _, process in processes:
         try:
-            while not stopping:
-                for name, process in processes:
-                    if process.poll() is not None:
-                        self.stderr.write(f"{name} exited with {process.returncode}; stopping")
-                        stopping = True
-                time.sleep(0.2)
-        finally:
-            for _, process in processes:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            for _, process in processes:
-                try:
-                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()

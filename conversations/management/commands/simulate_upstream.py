@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from conversations import simulator
+from conversations.upstream import simulator
 
 
 class Command(BaseCommand):

@@ -1,0 +1,1 @@
+"""The measured phases of a benchmark run, one module each (see bench/__main__.py)."""

@@ -1,0 +1,97 @@
+"""How people sign up: the site settings an administrator changes, invitations, and
+accounts waiting for approval."""
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class SiteSettings(models.Model):
+    """Settings an administrator changes in the admin; one row (id 1)."""
+
+    class SignupMode(models.TextChoices):
+        OPEN = "open", _("Open: anyone may sign up")
+        APPROVAL = "approval", _("Approval: new accounts wait for an administrator")
+        INVITE = "invite", _("Invitation: sign-up needs an invitation code")
+        CLOSED = "closed", _("Closed: nobody may sign up")
+
+    signup_mode = models.CharField(
+        _("sign-up"), max_length=16, choices=SignupMode.choices, default=SignupMode.OPEN
+    )
+
+    class Meta:
+        verbose_name = _("site settings")
+        verbose_name_plural = _("site settings")
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="site_settings_one")]
+
+    def __str__(self) -> str:
+        return str(_("Site settings"))
+
+
+def invitation_code() -> str:
+    return secrets.token_urlsafe(18)
+
+
+class Invitation(models.Model):
+    """A single-use code that lets one person sign up while sign-up is by invitation."""
+
+    code = models.CharField(
+        _("code"), max_length=64, unique=True, default=invitation_code, editable=False
+    )
+    note = models.CharField(
+        _("note"), max_length=200, blank=True, help_text=_("Who it is for (only staff see it).")
+    )
+    expires_at = models.DateTimeField(
+        _("expires"), null=True, blank=True, help_text=_("Leave empty for no expiry.")
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    used_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+        verbose_name=_("used by"),
+    )
+    used_at = models.DateTimeField(_("used"), null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.note or self.code
+
+
+class PendingAccount(models.Model):
+    """An account made while sign-up needs approval: inactive until staff approve it."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="pending_account",
+        verbose_name=_("user"),
+    )
+    requested_at = models.DateTimeField(_("signed up"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("pending account")
+        verbose_name_plural = _("pending accounts")
+        ordering = ["requested_at"]
+
+    def __str__(self) -> str:
+        return str(self.user)

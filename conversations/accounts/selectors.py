@@ -1,0 +1,54 @@
+"""Reads about signing up: the site's sign-up mode, whether an invitation can be used,
+and the accounts waiting for approval."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .models import Invitation, PendingAccount, SiteSettings
+
+SignupMode = SiteSettings.SignupMode
+
+
+def site_settings() -> SiteSettings:
+    """The site settings (one row read by primary key; defaults when it is missing)."""
+    return SiteSettings.objects.filter(pk=1).first() or SiteSettings(pk=1)
+
+
+def signup_mode() -> str:
+    return site_settings().signup_mode
+
+
+def usable_invitations() -> QuerySet[Invitation]:
+    return Invitation.objects.filter(used_at__isnull=True).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+    )
+
+
+def invitation_problem(code: str) -> str | None:
+    """Why this invitation code cannot be used, or None when it can."""
+    invitation = Invitation.objects.filter(code=code.strip()).first() if code.strip() else None
+    if invitation is None:
+        return _("This invitation code is not valid. Check the link you were sent.")
+    if invitation.used_at is not None:
+        return _("This invitation has already been used.")
+    if invitation.expires_at is not None and invitation.expires_at <= timezone.now():
+        return _("This invitation has expired. Ask for a new one.")
+    return None
+
+
+def is_pending(*, username: str, password: str) -> bool:
+    """Whether these are the right credentials of an account waiting for approval."""
+    user = (
+        get_user_model()
+        .objects.filter(username=username, is_active=False, pending_account__isnull=False)
+        .first()
+    )
+    return user is not None and user.check_password(password)
+
+
+def pending_accounts() -> QuerySet[PendingAccount]:
+    return PendingAccount.objects.filter(user__is_active=False)

@@ -1,0 +1,76 @@
+"""Sign-up (as the site's sign-up mode says) and log-in, the site's and the admin's, both
+answering 429 while the failed log-in limits refuse them."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET
+
+from . import selectors, services
+from .forms import LoginForm, SignupForm
+from .selectors import SignupMode
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    """Sign-up as the site's sign-up mode says: open, by invitation (?invite=CODE fills
+    the code in), with approval (then no log-in until staff approve) or closed."""
+    if request.user.is_authenticated:
+        return redirect("chat_home")
+    mode = selectors.signup_mode()
+    if mode == SignupMode.CLOSED:
+        status = 403 if request.method == "POST" else 200
+        return render(request, "registration/signup.html", {"closed": True}, status=status)
+    form = SignupForm(
+        request.POST or None,
+        invite_required=mode == SignupMode.INVITE,
+        initial={"invite": request.GET.get("invite", "")},
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.account_signup(
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password1"],
+                invite_code=form.cleaned_data.get("invite", ""),
+            )
+        except ValidationError as error:
+            form.add_service_errors(error)
+        else:
+            if not user.is_active:
+                return redirect("signup_pending")
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("chat_home")
+    context = {"form": form, "approval": mode == SignupMode.APPROVAL}
+    return render(request, "registration/signup.html", context)
+
+
+@require_GET
+def signup_pending(request: HttpRequest) -> HttpResponse:
+    return render(request, "registration/signup.html", {"pending": True})
+
+
+def _refused(response: HttpResponse, form) -> HttpResponse:
+    """A log-in refused by the failed log-in limits answers 429 Too Many Requests."""
+    refusal = getattr(form, "refusal", None)
+    if refusal is not None:
+        response.status_code = 429
+        response["Retry-After"] = str(refusal.retry_after)
+    return response
+
+
+class LoginView(auth_views.LoginView):
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        return _refused(super().form_invalid(form), form)
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's own log-in view (its form is AdminLoginForm), answering 429 when refused."""
+    response = admin.site.login(request)
+    return _refused(response, (getattr(response, "context_data", None) or {}).get("form"))

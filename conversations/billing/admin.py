@@ -1,0 +1,77 @@
+"""Prices and per-user budgets in the admin."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import (
+    DecimalField,
+    IntegerField,
+    OuterRef,
+    QuerySet,
+    Subquery,
+)
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from . import budgets
+from .models import BudgetPeriod, ModelPrice, UserBudget
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = (
+        "model",
+        "prompt_price_per_million",
+        "completion_price_per_million",
+        "currency",
+        "valid_from",
+    )
+    list_editable = (
+        "prompt_price_per_million",
+        "completion_price_per_million",
+        "currency",
+        "valid_from",
+    )
+    list_filter = ("model", "currency")
+    search_fields = ("model",)
+
+
+@admin.register(UserBudget)
+class UserBudgetAdmin(admin.ModelAdmin):
+    list_display = (
+        "user",
+        "monthly_token_limit",
+        "monthly_cost_limit",
+        "unlimited",
+        "tokens_this_month",
+        "cost_this_month",
+    )
+    list_filter = ("unlimited",)
+    list_select_related = ("user",)
+    search_fields = ("user__username",)
+    autocomplete_fields = ("user",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[UserBudget]:
+        period = BudgetPeriod.objects.filter(
+            user=OuterRef("user"), month=budgets.month_of(timezone.now())
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                used_tokens=Subquery(period.values("used_tokens"), output_field=IntegerField()),
+                used_cost=Subquery(
+                    period.values("used_cost"),
+                    output_field=DecimalField(max_digits=18, decimal_places=8),
+                ),
+            )
+        )
+
+    @admin.display(description=_("tokens used this month"), ordering="used_tokens")
+    def tokens_this_month(self, obj: UserBudget) -> int:
+        return obj.used_tokens or 0
+
+    @admin.display(description=_("cost this month"), ordering="used_cost")
+    def cost_this_month(self, obj: UserBudget):
+        return obj.used_cost

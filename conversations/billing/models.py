@@ -1,0 +1,76 @@
+"""Model prices (with their history), monthly budgets per user, and each month's totals."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class ModelPrice(models.Model):
+    """A model's price from `valid_from` on; the newest row not in the future applies."""
+
+    model = models.CharField(_("model"), max_length=100)
+    prompt_price_per_million = models.DecimalField(
+        _("price per 1M prompt tokens"), max_digits=12, decimal_places=6
+    )
+    completion_price_per_million = models.DecimalField(
+        _("price per 1M completion tokens"), max_digits=12, decimal_places=6
+    )
+    currency = models.CharField(_("currency"), max_length=3, default="USD")
+    valid_from = models.DateTimeField(_("valid from"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("model price")
+        verbose_name_plural = _("model prices")
+        ordering = ["model", "-valid_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "valid_from"], name="price_model_valid_from"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} ({self.currency}, {self.valid_from:%Y-%m-%d})"
+
+
+class UserBudget(models.Model):
+    """A user's monthly limit, overriding the site default (blank = use the default)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget"
+    )
+    monthly_token_limit = models.PositiveBigIntegerField(
+        _("monthly token limit"), null=True, blank=True
+    )
+    monthly_cost_limit = models.DecimalField(
+        _("monthly cost limit"), max_digits=14, decimal_places=4, null=True, blank=True
+    )
+    unlimited = models.BooleanField(
+        _("unlimited"), default=False, help_text=_("Ignore the site default for this user.")
+    )
+
+    class Meta:
+        verbose_name = _("budget")
+        verbose_name_plural = _("budgets")
+
+    def __str__(self) -> str:
+        return str(self.user)
+
+
+class BudgetPeriod(models.Model):
+    """Running totals for one user and month; the row is locked while reserving."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget_periods"
+    )
+    month = models.DateField()  # first day of the month
+    reserved_tokens = models.BigIntegerField(default=0)
+    used_tokens = models.BigIntegerField(default=0)
+    reserved_cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    used_cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "month"], name="budget_period_user_month"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.month:%Y-%m}"

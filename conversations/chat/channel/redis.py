@@ -1,0 +1,210 @@
+"""The Redis channel (REDIS_URL set): the worker adds each batch of deltas to a Redis Stream
+per reply, so a reader in any web process on any host replays the reply from its start and
+follows it with a blocking XREAD. The database rows are still written (seconds apart), and
+a reader falls back to them when Redis is gone."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from functools import cache
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from conversations.chat.models import Completion
+
+from .base import MAX_STREAM_SECONDS, Ended, KeepAlive, Pacer, Publisher, Status, Texts, Update
+from .database import DatabaseChannel, close_connection, snapshot
+
+logger = logging.getLogger(__name__)
+
+# A finished reply's stream stays readable this long, for late readers.
+STREAM_TTL_SECONDS = 3600
+
+
+@cache
+def redis_client():
+    """The shared Redis connection pool, or None in the embedded default."""
+    if not settings.REDIS_URL:
+        return None
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+
+
+@cache
+def _async_client():
+    import redis.asyncio
+
+    # A blocking XREAD waits up to a heartbeat: the socket must wait longer than that.
+    return redis.asyncio.Redis.from_url(
+        settings.REDIS_URL,
+        decode_responses=True,
+        socket_timeout=settings.STREAM_HEARTBEAT_SECONDS + 10,
+    )
+
+
+def stream_key(completion_id: int) -> str:
+    return f"{settings.REDIS_KEY_PREFIX}reply:{completion_id}"
+
+
+def stop_key(completion_id: int) -> str:
+    return f"{settings.REDIS_KEY_PREFIX}stop:{completion_id}"
+
+
+@dataclass
+class LiveText:
+    """A reply's text as its Redis Stream tells it, for the attempt in force: entries of an
+    earlier attempt (a worker that died mid-reply) are dropped, and a newer attempt starts
+    the text again, so a retry never shows the text twice."""
+
+    attempt: int = 0
+    contents: dict[int, str] = field(default_factory=dict)
+    unsent: set[int] = field(default_factory=set)
+
+    def _current(self, fields: dict[str, str]) -> bool:
+        attempt = int(fields.get("a") or 0)
+        if attempt < self.attempt:
+            return False
+        if attempt > self.attempt:
+            self.attempt = attempt
+            for index in self.contents:
+                self.contents[index] = ""
+                self.unsent.add(index)
+        return True
+
+    def add(self, fields: dict[str, str]) -> str | None:
+        """Take one entry in; returns the state it announces ("running"...), if any."""
+        if not self._current(fields):
+            return None
+        if "s" in fields:
+            return fields["s"]
+        index = int(fields["i"])
+        self.contents[index] = self.contents.get(index, "") + fields["d"]
+        self.unsent.add(index)
+        return None
+
+    def take_unsent(self) -> dict[int, str]:
+        texts = {index: self.contents[index] for index in sorted(self.unsent)}
+        self.unsent.clear()
+        return texts
+
+
+class RedisChannel(DatabaseChannel):
+    # Database writes are seconds apart: hold no connection in between (hundreds stream at
+    # once), and a reader holds none while it follows the stream.
+    release_between_writes = True
+    reader_releases_connection = True
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    @property
+    def db_flush_interval(self) -> float:
+        return settings.STREAM_REDIS_DB_FLUSH_INTERVAL
+
+    def _add(self, completion_id: int, entry: dict, what: str) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xadd(stream_key(completion_id), entry)
+            pipe.expire(stream_key(completion_id), STREAM_TTL_SECONDS)
+            pipe.execute()
+        except Exception:  # readers fall back to the database, which has it too
+            logger.warning("Could not publish the %s of %s to Redis", what, completion_id)
+
+    # --- Worker side ---
+
+    def publisher(self, completion_id: int, *, attempt: int, write_db: Callable) -> Publisher:
+        def send(batch: dict[int, str]) -> None:
+            # Each entry names its attempt: a reader drops what an earlier attempt wrote.
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for index, text in batch.items():
+                    pipe.xadd(stream_key(completion_id), {"i": index, "d": text, "a": attempt})
+                pipe.expire(stream_key(completion_id), STREAM_TTL_SECONDS)
+                pipe.execute()
+            except Exception:  # the database copy still carries the text
+                logger.warning("Could not publish deltas of %s to Redis", completion_id)
+
+        return Publisher(flush_interval=self.db_flush_interval, write_db=write_db, send=send)
+
+    def publish_status(self, completion_id: int, state: str, *, attempt: int) -> None:
+        """ "running" starts an attempt: readers forget the text of the attempts before it."""
+        self._add(completion_id, {"s": state, "a": attempt}, "state")
+
+    def publish_end(self, completion_id: int, ending: str) -> None:
+        self._add(completion_id, {"end": str(ending)}, "end")
+
+    def request_stop(self, completion_id: int) -> None:
+        try:
+            self.client.set(stop_key(completion_id), "1", ex=STREAM_TTL_SECONDS)
+        except Exception:  # the database flag is the record
+            logger.warning("Could not set the stop flag of %s in Redis", completion_id)
+
+    def stop_requested(self, completion_id: int) -> bool:
+        try:
+            return bool(self.client.exists(stop_key(completion_id)))
+        except Exception:
+            return super().stop_requested(completion_id)
+
+    # --- Reader side ---
+
+    async def follow(self, completion: Completion, pacer: Pacer) -> AsyncIterator[Update]:
+        """Replay the reply's stream from its start, then follow it until its end entry."""
+        key = stream_key(completion.pk)
+        live = LiveText()
+        last_id = "0-0"
+        if completion.is_active:
+            yield Status(completion.live_state)
+        started = time.monotonic()
+        while time.monotonic() - started < MAX_STREAM_SECONDS:
+            # Text waiting for its turn wakes the read at the end of the interval at the
+            # latest, or at once for the end entry (one round per interval however fast
+            # tokens come); else it waits up to a heartbeat.
+            wait = pacer.wait() if live.unsent else settings.STREAM_HEARTBEAT_SECONDS
+            try:
+                batches = await _async_client().xread(
+                    {key: last_id}, block=max(1, int(wait * 1000))
+                )
+            except Exception:  # Redis gone: the database still has the text
+                logger.warning(
+                    "Redis unavailable for reply %s; reading the database",
+                    completion.pk,
+                    exc_info=True,
+                )
+                async for update in super().follow(completion, pacer):
+                    yield update
+                return
+            if not batches and not live.unsent:
+                # Nothing for a while: the reply may have ended before its stream began
+                # (or the stream expired); the database knows.
+                now = await snapshot(completion.pk)
+                await sync_to_async(close_connection)()
+                yield KeepAlive() if now.active else Ended()
+                if not now.active:
+                    return
+                continue
+            ended, state, last_id = _read(batches, live, last_id)
+            if ended:
+                yield Ended()
+                return
+            if state is not None:
+                yield Status(state)
+            if live.unsent and pacer.due():
+                yield Texts(live.take_unsent())
+
+
+def _read(batches, live: LiveText, last_id: str) -> tuple[bool, str | None, str]:
+    """Take a batch of entries in: whether it holds the end, the newest state, the last id."""
+    ended, state = False, None
+    for _key, entries in batches:
+        for entry_id, fields in entries:
+            last_id = entry_id
+            if "end" in fields:
+                ended = True
+            else:
+                state = live.add(fields) or state
+    return ended, state, last_id

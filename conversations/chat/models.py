@@ -1,0 +1,236 @@
+"""Conversations, their messages, and one Completion row per call to the upstream."""
+
+import enum
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
+
+
+class Conversation(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(_("title"), max_length=200, blank=True)
+    model = models.CharField(_("model"), max_length=100)
+    system_prompt = models.TextField(_("system prompt"), blank=True)
+    # Generation parameters: null means "not set", and unset ones are not sent.
+    temperature = models.FloatField(_("temperature"), null=True, blank=True)
+    top_p = models.FloatField(_("top P"), null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(_("max tokens"), null=True, blank=True)
+    n = models.PositiveSmallIntegerField(_("choices"), null=True, blank=True)
+    stop = models.JSONField(_("stop sequences"), default=list, blank=True)
+    presence_penalty = models.FloatField(_("presence penalty"), null=True, blank=True)
+    frequency_penalty = models.FloatField(_("frequency penalty"), null=True, blank=True)
+
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    last_activity_at = models.DateTimeField(_("last activity"), default=timezone.now)
+
+    # Review by staff (admin only).
+    flagged = models.BooleanField(_("flagged"), default=False)
+    review_note = models.TextField(_("review note"), blank=True)
+    flagged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    flagged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
+        indexes = [
+            models.Index(fields=["owner", "-last_activity_at"], name="conv_owner_activity"),
+            models.Index(fields=["created_at"], name="conv_created"),
+            models.Index(fields=["flagged", "-last_activity_at"], name="conv_flagged"),
+        ]
+        # Reviewers flag and note conversations without being able to change them.
+        permissions = [("review_conversation", _("Can flag and note conversations"))]
+
+    def __str__(self) -> str:
+        return self.title or str(_("New chat"))
+
+    def generation_params(self) -> dict:
+        """The seed contract's parameters as set on this conversation (None = unset)."""
+        return {
+            "model": self.model,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "n": self.n,
+            "stop": list(self.stop) if self.stop else None,
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
+        }
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        SYSTEM = "system", _("system")
+        USER = "user", _("user")
+        ASSISTANT = "assistant", _("assistant")
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete", _("complete")
+        STREAMING = "streaming", _("streaming")
+        STOPPED = "stopped", _("stopped")
+        FAILED = "failed", _("failed")
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    content = models.TextField(_("content"), blank=True)
+    # The sanitized HTML of a finished reply, made once when it is saved (pages read it).
+    html = models.TextField(blank=True, editable=False)
+    # Order in the conversation; the choices of one reply share a position.
+    position = models.PositiveIntegerField(_("position"))
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.COMPLETE
+    )
+    # Assistant messages: the call that made them, which choice, and whether this
+    # choice is the one that continues the conversation.
+    completion = models.ForeignKey(
+        "Completion", on_delete=models.CASCADE, null=True, blank=True, related_name="messages"
+    )
+    choice_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    is_selected = models.BooleanField(_("selected"), default=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        ordering = ["position", "choice_index", "id"]
+        indexes = [models.Index(fields=["conversation", "position"], name="msg_conv_position")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["completion", "choice_index"], name="msg_one_per_choice"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"
+
+    def rendered(self) -> SafeString:
+        """The reply as sanitized HTML: the stored copy, or rendered now for older rows."""
+        from conversations.shared.rendering import localize, render_markdown
+
+        if self.html:
+            return localize(self.html)
+        return render_markdown(self.content)
+
+
+class LiveState(enum.StrEnum):
+    """What the page says while a reply is on its way."""
+
+    QUEUED = "queued"
+    RETRYING = "retrying"  # an attempt failed; the next one waits its turn
+    RUNNING = "running"
+
+
+class Completion(models.Model):
+    """One call to the upstream's Chat Completions endpoint, and what came back."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("running")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="completions"
+    )
+    # Denormalised from the conversation: reports filter and group by it.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="completions"
+    )
+    # The user message this call answers (the last one in the request).
+    request_message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="replies", null=True, blank=True
+    )
+    model = models.CharField(_("model asked for"), max_length=100)
+    request_body = models.JSONField(_("request as sent"), default=dict)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
+    )
+
+    # The response, as returned.
+    response_id = models.CharField(_("response id"), max_length=200, blank=True)
+    response_created = models.BigIntegerField(_("response created"), null=True, blank=True)
+    response_model = models.CharField(_("model returned"), max_length=100, blank=True)
+    response_object = models.CharField(_("object"), max_length=64, blank=True)
+    choices = models.JSONField(_("choices"), default=list, blank=True)  # [{index, finish_reason}]
+    prompt_tokens = models.PositiveIntegerField(_("prompt tokens"), null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(_("completion tokens"), null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(_("total tokens"), null=True, blank=True)
+    usage_estimated = models.BooleanField(_("usage estimated"), default=False)
+
+    http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    error_type = models.CharField(_("error type"), max_length=64, blank=True)
+    error_message = models.TextField(_("error"), blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    latency_ms = models.PositiveIntegerField(_("latency (ms)"), null=True, blank=True)
+
+    queued_at = models.DateTimeField(_("queued"), default=timezone.now)
+    # Earliest time a worker may run it (later than queued_at while backing off).
+    available_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    # The current claim: only the holder of this token may save the result.
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    stop_requested = models.BooleanField(_("stop requested"), default=False)
+    # The web request that queued it: the worker logs its lines under this id, retries
+    # and the sweep's re-sends included (see chatsite.logs).
+    request_id = models.CharField(_("request id"), max_length=100, blank=True)
+
+    # Cost at the price in force when the call finished; history never changes.
+    price = models.ForeignKey(
+        "conversations.ModelPrice",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="completions",
+    )
+    cost = models.DecimalField(_("cost"), max_digits=18, decimal_places=8, null=True, blank=True)
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    # Budget reservation made when queued, settled or released when it ends.
+    reserved_tokens = models.PositiveIntegerField(default=0)
+    reserved_cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    budget_settled = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = _("completion")
+        verbose_name_plural = _("completions")
+        indexes = [
+            models.Index(fields=["user", "queued_at"], name="cmpl_user_queued"),
+            models.Index(fields=["queued_at"], name="cmpl_queued"),
+            models.Index(fields=["model", "queued_at"], name="cmpl_model_queued"),
+            models.Index(fields=["status", "available_at"], name="cmpl_status_available"),
+            models.Index(fields=["conversation", "status"], name="cmpl_conv_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} #{self.pk} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def live_state(self) -> LiveState:
+        if self.status == self.Status.QUEUED:
+            return LiveState.RETRYING if self.attempts else LiveState.QUEUED
+        return LiveState.RUNNING
+
+    @property
+    def choice_indexes(self) -> range:
+        """The choices this call asked for (n), for the page's live reply slots."""
+        return range(self.request_body.get("n") or 1)

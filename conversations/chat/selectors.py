@@ -1,0 +1,206 @@
+"""Reads for the chat pages: ownership lookups (404 for anyone else), the sidebar, transcripts.
+
+Each function runs a fixed number of queries whatever the number of conversations or
+messages, so the chat page and the polling partial stay constant-time in SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Exists, OuterRef
+from django.http import Http404
+
+from .models import Completion, Conversation, Message
+
+SIDEBAR_PAGE_SIZE = 50
+# Past this a page number is nonsense (the offset would not fit the database's integers).
+MAX_PAGE = 100_000
+
+
+def get_conversation_for_user(user: AbstractBaseUser, pk: int) -> Conversation:
+    """The user's own conversation, or 404 (also for other users' conversations)."""
+    try:
+        return Conversation.objects.get(pk=pk, owner_id=user.pk)
+    except Conversation.DoesNotExist:
+        raise Http404("No such conversation") from None
+
+
+def get_completion_for_user(user: AbstractBaseUser, conversation_pk: int, pk: int) -> Completion:
+    """A completion of the user's own conversation (conversation and request message joined)."""
+    try:
+        return Completion.objects.select_related("conversation", "request_message").get(
+            pk=pk, conversation_id=conversation_pk, conversation__owner_id=user.pk
+        )
+    except Completion.DoesNotExist:
+        raise Http404("No such completion") from None
+
+
+def get_message_for_user(user: AbstractBaseUser, conversation_pk: int, pk: int) -> Message:
+    """A message of the user's own conversation (its conversation joined)."""
+    try:
+        return Message.objects.select_related("conversation").get(
+            pk=pk, conversation_id=conversation_pk, conversation__owner_id=user.pk
+        )
+    except Message.DoesNotExist:
+        raise Http404("No such message") from None
+
+
+def latest_empty_conversation(user: AbstractBaseUser) -> Conversation | None:
+    """The user's newest conversation if nothing was ever sent in it ("New chat" reuses it)."""
+    newest = (
+        Conversation.objects.filter(owner_id=user.pk)
+        .annotate(has_messages=Exists(Message.objects.filter(conversation_id=OuterRef("pk"))))
+        .order_by("-last_activity_at", "-pk")
+        .first()
+    )
+    return newest if newest is not None and not newest.has_messages else None
+
+
+@dataclass
+class SidebarPage:
+    conversations: list[Conversation]
+    page: int
+    has_more: bool
+
+    @property
+    def next_page(self) -> int:
+        return self.page + 1
+
+
+def page_number(value: str | None) -> int:
+    """A page number from the query string: 1 when missing or not a number; 404 past
+    MAX_PAGE."""
+    try:
+        page = max(1, int(value or "1"))
+    except ValueError:
+        return 1
+    if page > MAX_PAGE:
+        raise Http404("No such page")
+    return page
+
+
+def sidebar_conversations(user: AbstractBaseUser, page: int = 1) -> SidebarPage:
+    """One page of the user's conversations, newest activity first (one query); 404 for
+    a page past the last one."""
+    page = max(1, page)
+    start = (page - 1) * SIDEBAR_PAGE_SIZE
+    # One row more than a page tells whether there is a next page without a COUNT.
+    rows = list(
+        Conversation.objects.filter(owner_id=user.pk)
+        .only("pk", "title", "last_activity_at")
+        .order_by("-last_activity_at", "-pk")[start : start + SIDEBAR_PAGE_SIZE + 1]
+    )
+    if not rows and page > 1:
+        raise Http404("No such page")
+    return SidebarPage(
+        conversations=rows[:SIDEBAR_PAGE_SIZE],
+        page=page,
+        has_more=len(rows) > SIDEBAR_PAGE_SIZE,
+    )
+
+
+@dataclass
+class Reply:
+    """An assistant reply: the choices one completion returned (one message or more), and
+    that completion where the reader needs it (staff review's transcript)."""
+
+    position: int
+    choices: list[Message] = field(default_factory=list)
+    completion: Completion | None = None
+    kind = "reply"
+
+    @property
+    def parameters(self) -> str:
+        """The request as sent, without the messages (those are the transcript)."""
+        body = {k: v for k, v in (self.completion.request_body or {}).items() if k != "messages"}
+        return json.dumps(body, indent=2, ensure_ascii=False, sort_keys=True)
+
+    @property
+    def finish_reasons(self) -> str:
+        return ", ".join(
+            f"{c.get('index')}: {c.get('finish_reason')}" for c in self.completion.choices or []
+        )
+
+    @property
+    def dom_id(self) -> str:
+        completion_id = self.choices[0].completion_id if self.choices else None
+        return f"reply-{completion_id}" if completion_id else f"reply-p{self.position}"
+
+    @property
+    def selected(self) -> Message | None:
+        return next((m for m in self.choices if m.is_selected), None)
+
+    @property
+    def has_choices(self) -> bool:
+        return len(self.choices) > 1
+
+
+@dataclass
+class Transcript:
+    """What the chat page shows: the messages in order, grouped into turns, and the state
+    of the newest completion (pending, or failed with its error) when it has no reply."""
+
+    items: list[Message | Reply]
+    pending: Completion | None = None
+    # Text of a reply being streamed for the pending completion, shown as plain text.
+    pending_choices: list[Message] = field(default_factory=list)
+    failed: Completion | None = None
+
+
+def transcript(conversation: Conversation) -> Transcript:
+    """The conversation as shown on the chat page (two queries)."""
+    items: list[Message | Reply] = []
+    for message in conversation.messages.order_by("position", "choice_index", "pk"):
+        if message.role == Message.Role.ASSISTANT:
+            last = items[-1] if items else None
+            if isinstance(last, Reply) and last.position == message.position:
+                last.choices.append(message)
+            else:
+                items.append(Reply(position=message.position, choices=[message]))
+        elif message.role == Message.Role.USER:
+            items.append(message)
+    result = Transcript(items=items)
+    latest = conversation.completions.order_by("-pk").first()
+    if latest is None or not items:
+        return result
+    tail = items[-1]
+    # Only the newest completion, answering the last user message, is shown as pending or
+    # failed: older failures were followed by other messages, and retrying them would
+    # answer out of order.
+    if isinstance(tail, Reply) and tail.choices[0].completion_id == latest.pk:
+        if latest.is_active:
+            items.pop()
+            result.pending, result.pending_choices = latest, tail.choices
+        elif latest.status == Completion.Status.FAILED:
+            result.failed = latest
+    elif isinstance(tail, Message) and latest.request_message_id == tail.pk:
+        if latest.is_active:
+            result.pending = latest
+        elif latest.status == Completion.Status.FAILED:
+            result.failed = latest
+    return result
+
+
+def last_user_message(conversation: Conversation) -> Message | None:
+    return conversation.messages.filter(role=Message.Role.USER).order_by("-position", "-pk").first()
+
+
+def completion_reply(completion: Completion) -> Reply:
+    """The messages a finished completion made (one query)."""
+    choices = list(completion.messages.order_by("choice_index", "pk"))
+    return Reply(position=choices[0].position if choices else 0, choices=choices)
+
+
+def reply_for_message(message: Message) -> Reply:
+    """All the choices at this message's position (one query), for re-rendering a reply."""
+    choices = list(
+        Message.objects.filter(
+            conversation_id=message.conversation_id,
+            position=message.position,
+            role=Message.Role.ASSISTANT,
+        ).order_by("choice_index", "pk")
+    )
+    return Reply(position=message.position, choices=choices)

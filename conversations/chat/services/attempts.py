@@ -1,0 +1,378 @@
+"""One attempt at a completion's call, on the worker: the upstream call (one JSON answer
+or a stream whose text goes out live as it arrives), then the reply and its usage saved
+in one transaction, only while the attempt still holds the claim."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from conversations.billing import pricing
+from conversations.chat import channel
+from conversations.chat.models import Completion, Conversation, LiveState, Message
+from conversations.shared import transactions
+from conversations.shared.rendering import render_markdown_for_storage
+from conversations.upstream import protocol
+from conversations.upstream.client import ChatClient
+
+from .completions import Claim, Outcome, budget_settle, completion_renew, held, readable_error
+from .rows import lock_conversation, next_position
+
+logger = logging.getLogger(__name__)
+
+
+def upstream_client() -> ChatClient:
+    return ChatClient(
+        base_url=settings.OPENAI_BASE_URL,
+        api_key=settings.OPENAI_API_KEY,
+        timeout=settings.OPENAI_TIMEOUT,
+        connect_timeout=settings.OPENAI_CONNECT_TIMEOUT,
+    )
+
+
+def completion_attempt(*, claim: Claim) -> Outcome:
+    """One attempt at the call. Raises protocol.UpstreamError when nothing was saved; the
+    task decides on a retry."""
+    if claim.completion.request_body.get("stream"):
+        return StreamAttempt(claim).run()
+    response = completion_call(claim=claim)
+    if not _save_result(claim=claim, response=response, message_status=Message.Status.COMPLETE):
+        return Outcome.LOST
+    channel.reply_channel().publish_end(claim.completion.pk, Outcome.SUCCEEDED)
+    return Outcome.SUCCEEDED
+
+
+def _release_connection() -> None:
+    if not connection.in_atomic_block:
+        # Hold no database connection while waiting on the model.
+        connection.close()
+
+
+def completion_call(*, claim: Claim) -> protocol.ChatResponse:
+    """One non-streaming call to the upstream with the body stored at queue time."""
+    _release_connection()
+    body = {
+        k: v
+        for k, v in claim.completion.request_body.items()
+        if k not in ("stream", "stream_options")
+    }
+    return upstream_client().create(body)
+
+
+class StreamAttempt:
+    """One streamed call: the text goes out live as it arrives, the claim's lease is renewed
+    while it lasts, and it ends saved, stopped by the user, cut at the time limit (its text
+    kept), or lost to another worker (then nothing is saved or published)."""
+
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
+        self.completion = claim.completion
+        self.rows_ready = False
+        self.lost = False
+        self.timed_out = False
+        self.started = self.renewed = time.monotonic()
+        self.live = channel.reply_channel()
+        self.publisher = self.live.publisher(
+            self.completion.pk, attempt=self.completion.attempts, write_db=self.write_db
+        )
+
+    def run(self) -> Outcome:
+        self.live.publish_status(
+            self.completion.pk, LiveState.RUNNING, attempt=self.completion.attempts
+        )
+        _release_connection()
+        try:
+            state, stopped = upstream_client().stream(
+                self.completion.request_body,
+                on_delta=lambda state, deltas: self.publisher.publish(deltas),
+                should_stop=self.should_stop,
+                stop_check_interval=settings.STREAM_STOP_CHECK_INTERVAL,
+                on_watcher_exit=lambda: connection.close(),
+            )
+        except protocol.StreamInterrupted as error:
+            if self.lost:
+                return Outcome.LOST
+            if not self.publisher.has_text:
+                self.discard()
+                raise
+            # Some text arrived: keep it, shown as an error, never as a clean finish.
+            return self.save_partial(error)
+        except protocol.UpstreamError:
+            self.discard()
+            raise
+        if self.lost:
+            return Outcome.LOST
+        if self.timed_out:
+            return self.cut_at_time_limit()
+        return self.save(state.response(), stopped=stopped)
+
+    def should_stop(self) -> bool:
+        """Asked every STREAM_STOP_CHECK_INTERVAL on the client's watcher thread."""
+        now = time.monotonic()
+        if now - self.started > settings.COMPLETION_MAX_SECONDS:
+            self.timed_out = True
+            return True
+        if now - self.renewed >= settings.COMPLETION_LEASE_SECONDS / 3:
+            self.renewed = now
+            if not completion_renew(claim=self.claim):
+                self.lost = True
+                return True
+        return self.lost or self.live.stop_requested(self.completion.pk)
+
+    def write_db(self, contents: dict[int, str]) -> None:
+        if not self.rows_ready:
+            self.rows_ready = _stream_rows_prepare(claim=self.claim, indexes=sorted(contents))
+            if not self.rows_ready:
+                self.lost = True  # the watcher ends the stream at its next look
+                return
+        for index, text in contents.items():
+            Message.objects.filter(
+                completion_id=self.completion.pk,
+                choice_index=index,
+                completion__claim_token=self.claim.token,
+            ).update(content=text)
+        if self.live.release_between_writes:
+            _release_connection()
+
+    def save(self, response: protocol.ChatResponse, *, stopped: bool) -> Outcome:
+        self.publisher.send_live()  # the last batch, so a live reader has all of the text
+        if stopped:
+            for choice in response.choices:
+                choice.finish_reason = "stopped"
+        status = Message.Status.STOPPED if stopped else Message.Status.COMPLETE
+        if not _save_result(claim=self.claim, response=response, message_status=status):
+            return Outcome.LOST
+        outcome = Outcome.STOPPED if stopped else Outcome.SUCCEEDED
+        self.live.publish_end(self.completion.pk, outcome)
+        return outcome
+
+    def save_partial(self, error: protocol.UpstreamError) -> Outcome:
+        self.publisher.flush()
+        saved = _save_result(
+            claim=self.claim,
+            response=_partial_response(self.publisher.contents),
+            message_status=Message.Status.FAILED,
+            completion_status=Completion.Status.FAILED,
+            error=error,
+        )
+        if not saved:
+            return Outcome.LOST
+        self.live.publish_end(self.completion.pk, Outcome.FAILED)
+        return Outcome.FAILED
+
+    def cut_at_time_limit(self) -> Outcome:
+        error = protocol.PermanentError(
+            _("The reply took longer than %(seconds)s seconds and was cut off.")
+            % {"seconds": f"{settings.COMPLETION_MAX_SECONDS:g}"},
+            error_type="time_limit",
+        )
+        if not self.publisher.has_text:
+            self.discard()
+            raise error
+        return self.save_partial(error)
+
+    def discard(self) -> None:
+        _stream_rows_discard(claim=self.claim)
+
+
+def _partial_response(contents: dict[int, str]) -> protocol.ChatResponse:
+    return protocol.ChatResponse(
+        id="",
+        created=None,
+        model="",
+        object="",
+        choices=[
+            protocol.Choice(index=i, content=text, finish_reason="error")
+            for i, text in sorted(contents.items())
+        ],
+        usage=None,
+    )
+
+
+def _stream_rows_prepare(*, claim: Claim, indexes: list[int]) -> bool:
+    """Create (or take back from a dead attempt) the reply's rows while we hold the claim."""
+    completion = claim.completion
+
+    def prepare() -> bool:
+        conversation = lock_conversation(completion.conversation)
+        if not held(claim).exists():
+            return False
+        existing, position = _reply_rows(conversation, completion)
+        Message.objects.filter(completion_id=completion.pk).update(
+            content="", status=Message.Status.STREAMING
+        )
+        Message.objects.bulk_create(
+            [
+                Message(
+                    conversation=conversation,
+                    role=Message.Role.ASSISTANT,
+                    content="",
+                    position=position,
+                    completion=completion,
+                    choice_index=index,
+                    status=Message.Status.STREAMING,
+                    is_selected=(index == 0),
+                )
+                for index in indexes
+                if index not in existing
+            ]
+        )
+        return True
+
+    return transactions.atomic_with_retry(prepare)
+
+
+def _reply_rows(conversation: Conversation, completion: Completion) -> tuple[dict, int]:
+    """The reply's rows so far (by choice index) and the position they take: theirs if
+    an earlier attempt made some, else the next free one."""
+    existing = {m.choice_index: m for m in Message.objects.filter(completion_id=completion.pk)}
+    if existing:
+        return existing, next(iter(existing.values())).position
+    return existing, next_position(conversation)
+
+
+def _stream_rows_discard(*, claim: Claim) -> None:
+    Message.objects.filter(
+        completion_id=claim.completion.pk, completion__claim_token=claim.token
+    ).delete()
+
+
+def completion_attempt_discard(*, claim: Claim) -> None:
+    """After an unexpected error: drop what this attempt began to write, if the database
+    lets us (else the next attempt takes the rows back)."""
+    try:
+        _stream_rows_discard(claim=claim)
+    except DatabaseError:
+        logger.warning("Could not discard the rows of completion %s", claim.completion.pk)
+
+
+def _usage(completion: Completion, response: protocol.ChatResponse) -> tuple[protocol.Usage, bool]:
+    """The usage the upstream reported, or an estimate (and True) when it reported none."""
+    if response.usage is not None:
+        return response.usage, False
+    prompt = sum(
+        protocol.estimate_tokens(m.get("content", "")) + 3
+        for m in completion.request_body.get("messages", [])
+    )
+    reply = sum(protocol.estimate_tokens(c.content) for c in response.choices)
+    return protocol.Usage(
+        prompt_tokens=prompt, completion_tokens=reply, total_tokens=prompt + reply
+    ), True
+
+
+def _result_fields(
+    claim: Claim,
+    response: protocol.ChatResponse,
+    *,
+    status: str,
+    error: protocol.UpstreamError | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The completion's columns once the call has ended."""
+    completion = claim.completion
+    usage, estimated = _usage(completion, response)
+    price, cost = pricing.priced(
+        model=completion.model,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        at=now,
+    )
+    latency_ms = response.latency_ms or (
+        int((now - completion.started_at).total_seconds() * 1000) if completion.started_at else None
+    )
+    return {
+        "status": status,
+        "response_id": response.id,
+        "response_created": response.created,
+        "response_model": response.model,
+        "response_object": response.object,
+        "choices": [{"index": c.index, "finish_reason": c.finish_reason} for c in response.choices],
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "usage_estimated": estimated,
+        "http_status": response.http_status,
+        "error_type": error.error_type if error else "",
+        "error_message": readable_error(error, attempts=completion.attempts) if error else "",
+        "latency_ms": latency_ms,
+        "finished_at": now,
+        "lease_expires_at": None,
+        "price": price,
+        "cost": cost,
+        "currency": price.currency if price else "",
+    }
+
+
+def _save_result(
+    *,
+    claim: Claim,
+    response: protocol.ChatResponse,
+    message_status: str,
+    completion_status: str = Completion.Status.SUCCEEDED,
+    error: protocol.UpstreamError | None = None,
+) -> bool:
+    """Save the reply (a message per choice) and its usage in one transaction.
+
+    Returns False, saving nothing, when the claim was lost to another worker."""
+    completion = claim.completion
+    now = timezone.now()
+    fields = _result_fields(claim, response, status=completion_status, error=error, now=now)
+    # Rendered before the transaction: no lock is held while Markdown is made.
+    choices = [
+        (choice, render_markdown_for_storage(choice.content))
+        for choice in sorted(response.choices, key=lambda c: c.index)
+    ]
+
+    def save() -> bool:
+        conversation = lock_conversation(completion.conversation)
+        if not held(claim).update(**fields):
+            logger.info("Completion %s was claimed elsewhere; reply discarded", completion.pk)
+            return False
+        _store_choices(conversation, completion, choices, status=message_status, now=now)
+        Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=now)
+        budget_settle(completion_id=completion.pk)
+        return True
+
+    return transactions.atomic_with_retry(save)
+
+
+def _store_choices(
+    conversation: Conversation,
+    completion: Completion,
+    choices: list[tuple[protocol.Choice, str]],
+    *,
+    status: str,
+    now: datetime,
+) -> None:
+    existing, position = _reply_rows(conversation, completion)
+    new_rows = []
+    for order, (choice, html) in enumerate(choices):
+        fields = {
+            "content": choice.content,
+            "html": html,
+            "finish_reason": choice.finish_reason or "",
+            "status": status,
+        }
+        if choice.index in existing:
+            Message.objects.filter(pk=existing[choice.index].pk).update(**fields)
+        else:
+            new_rows.append(
+                Message(
+                    conversation=conversation,
+                    role=Message.Role.ASSISTANT,
+                    position=position,
+                    completion=completion,
+                    choice_index=choice.index,
+                    is_selected=(order == 0),
+                    created_at=now,
+                    **fields,
+                )
+            )
+    Message.objects.bulk_create(new_rows)

@@ -1,0 +1,264 @@
+"""The life of a completion on the worker's side, but for the call itself (attempts.py):
+the claim, its lease, giving it back for a retry, failing it, the sweep that recovers lost
+work, and settling its budget reservation once.
+
+A completion is claimed with a conditional update and saved only by the holder of that
+claim, so a redelivered task or a sweep that re-sends one never calls the upstream for a
+finished completion and never saves two replies."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from chatsite import logs
+from conversations.billing import budgets
+from conversations.chat import channel
+from conversations.chat.models import Completion, LiveState, Message
+from conversations.upstream import protocol
+
+logger = logging.getLogger(__name__)
+
+# The task's name, kept from before the app had domain packages: messages already queued
+# under it still find it after an upgrade (see chat/tasks.py).
+RUN_COMPLETION = "conversations.tasks.run_completion"
+
+
+def completion_enqueue(completion_id: int, *, countdown: float | None = None) -> None:
+    """Send the task (by name: the task module imports this one); if the broker is down
+    the sweep sends it again later."""
+    try:
+        current_app.send_task(RUN_COMPLETION, args=[completion_id], countdown=countdown)
+    except Exception:
+        logger.warning("Could not enqueue completion %s; the sweep will retry", completion_id)
+
+
+class Outcome(enum.StrEnum):
+    """What one delivery of a completion's task came to."""
+
+    SUCCEEDED = "succeeded"
+    STOPPED = "stopped"
+    FAILED = "failed"  # ended in an error (a broken stream keeps its partial text)
+    RETRYING = "retrying"
+    LOST = "lost"  # another worker holds the claim now: nothing saved, nothing published
+    SKIPPED = "skipped"  # finished, not yet due, out of attempts, or held elsewhere
+
+
+@dataclass
+class Claim:
+    completion: Completion
+    token: uuid.UUID
+
+
+def completion_claim(*, completion_id: int) -> Claim | None:
+    """Take the completion if it is due, has attempts left and nobody holds a live claim."""
+    now = timezone.now()
+    token = uuid.uuid4()
+    # A little slack for a countdown message that arrives a moment early.
+    due = now + timedelta(seconds=1)
+    claimed = (
+        Completion.objects.filter(pk=completion_id, attempts__lt=settings.COMPLETION_MAX_ATTEMPTS)
+        .filter(
+            Q(status=Completion.Status.QUEUED, available_at__lte=due)
+            | Q(status=Completion.Status.RUNNING, lease_expires_at__lt=now)
+        )
+        .update(
+            status=Completion.Status.RUNNING,
+            claim_token=token,
+            lease_expires_at=now + timedelta(seconds=settings.COMPLETION_LEASE_SECONDS),
+            started_at=Coalesce(F("started_at"), now),
+            attempts=F("attempts") + 1,
+        )
+    )
+    if not claimed:
+        return None
+    return Claim(completion=Completion.objects.get(pk=completion_id), token=token)
+
+
+def held(claim: Claim):
+    """The completion's row, as long as this claim still holds it."""
+    return Completion.objects.filter(
+        pk=claim.completion.pk, claim_token=claim.token, status=Completion.Status.RUNNING
+    )
+
+
+def completion_renew(*, claim: Claim) -> bool:
+    """Extend the claim's lease while the call goes on; False once another worker has it."""
+    lease = timedelta(seconds=settings.COMPLETION_LEASE_SECONDS)
+    return bool(held(claim).update(lease_expires_at=timezone.now() + lease))
+
+
+def completion_requeue(*, claim: Claim, error: protocol.UpstreamError, delay: float) -> bool:
+    """Give the claim back after a retryable error; run again after `delay` seconds."""
+    now = timezone.now()
+    channel.reply_channel().publish_status(
+        claim.completion.pk, LiveState.RETRYING, attempt=claim.completion.attempts
+    )
+    return bool(
+        held(claim).update(
+            status=Completion.Status.QUEUED,
+            claim_token=None,
+            lease_expires_at=None,
+            available_at=now + timedelta(seconds=delay),
+            http_status=error.http_status,
+            error_type=error.error_type,
+            error_message=error.message[:2000],
+        )
+    )
+
+
+def completion_fail(*, claim: Claim, error: protocol.UpstreamError) -> bool:
+    """Mark the completion failed with a message a person can read."""
+    with transaction.atomic():
+        updated = held(claim).update(
+            status=Completion.Status.FAILED,
+            http_status=error.http_status,
+            error_type=error.error_type,
+            error_message=readable_error(error, attempts=claim.completion.attempts),
+            finished_at=timezone.now(),
+            lease_expires_at=None,
+        )
+        if updated:
+            budget_release(completion_id=claim.completion.pk)
+    if updated:
+        channel.reply_channel().publish_end(claim.completion.pk, Outcome.FAILED)
+    return bool(updated)
+
+
+def internal_error(exc: BaseException) -> protocol.UpstreamError:
+    """An attempt that failed in our own code (or database), as an error worth a retry."""
+    return protocol.RetryableError(
+        _("chatsite could not process the reply (%(error)s).") % {"error": type(exc).__name__},
+        error_type="internal_error",
+    )
+
+
+def readable_error(error: protocol.UpstreamError, *, attempts: int) -> str:
+    if error.error_type in ("time_limit", "abandoned"):
+        text = "%(message)s"
+    elif error.error_type == "internal_error":
+        text = _("The reply failed %(attempts)s time(s); last error: %(message)s")
+    elif error.http_status in (401, 403):
+        text = _("The model service refused the API key (HTTP %(status)s): %(message)s")
+    elif error.retryable:
+        text = _("The model service failed %(attempts)s time(s); last error: %(message)s")
+    else:
+        text = _("The model service rejected the request (HTTP %(status)s): %(message)s")
+    return (text % {"status": error.http_status, "message": error.message, "attempts": attempts})[
+        :2000
+    ]
+
+
+def completions_sweep() -> list[int]:
+    """Send again what was lost: queued too long (broker lost it) or lease expired
+    (worker died). The claim keeps it to one call and one reply. What has used up its
+    attempts is failed instead, so it is never called (and billed) again."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.COMPLETION_STALE_QUEUED_SECONDS)
+    lost = Q(status=Completion.Status.QUEUED, available_at__lt=stale) | Q(
+        status=Completion.Status.RUNNING, lease_expires_at__lt=now
+    )
+    exhausted = Q(attempts__gte=settings.COMPLETION_MAX_ATTEMPTS)
+    for completion_id in Completion.objects.filter(lost & exhausted).values_list("pk", flat=True)[
+        :1000
+    ]:
+        completion_abandon(completion_id=completion_id, now=now)
+    resend = dict(
+        Completion.objects.filter(lost & ~exhausted).values_list("pk", "request_id")[:1000]
+    )
+    ids = list(resend)
+    if ids:
+        # Push the queued ones forward so the next sweep leaves them alone a while.
+        Completion.objects.filter(pk__in=ids, status=Completion.Status.QUEUED).update(
+            available_at=now
+        )
+        logger.info("Sweep re-sends completions %s", ids)
+    for completion_id, request_id in resend.items():
+        # Sent under the id of the request that asked for it, so its lines stay findable.
+        with logs.request_id_bound(request_id or logs.NO_REQUEST):
+            completion_enqueue(completion_id)
+    return ids
+
+
+def completion_abandon(*, completion_id: int, now: datetime) -> bool:
+    """Fail a completion that used up its attempts without ending (its last worker died):
+    text it streamed stays, marked as broken off; its reservation is given back."""
+    with transaction.atomic():
+        row = (
+            Completion.objects.select_for_update(no_key=True)
+            .filter(pk=completion_id, status__in=Completion.ACTIVE)
+            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+            .only("attempts")
+            .first()
+        )
+        if row is None:
+            return False
+        message = _(
+            "The reply was given up after %(attempts)s attempt(s): the worker writing it "
+            "stopped answering."
+        ) % {"attempts": row.attempts}
+        Completion.objects.filter(pk=completion_id).update(
+            status=Completion.Status.FAILED,
+            claim_token=None,
+            lease_expires_at=None,
+            error_type="abandoned",
+            error_message=message,
+            finished_at=now,
+        )
+        Message.objects.filter(completion_id=completion_id, status=Message.Status.STREAMING).update(
+            status=Message.Status.FAILED
+        )
+        budget_release(completion_id=completion_id)
+    logger.warning("Completion %s given up after %s attempts", completion_id, row.attempts)
+    channel.reply_channel().publish_end(completion_id, Outcome.FAILED)
+    return True
+
+
+# --- Budgets: each call's reservation is settled (or released) once ---
+
+
+CLOSE_FIELDS = ("user_id", "queued_at", "reserved_tokens", "reserved_cost", "total_tokens", "cost")
+
+
+def _budget_close(completion_id: int, *, used: bool) -> None:
+    with transaction.atomic():
+        row = (
+            Completion.objects.select_for_update(no_key=True)
+            .filter(pk=completion_id, budget_settled=False)
+            .only(
+                "user_id", "queued_at", "reserved_tokens", "reserved_cost", "total_tokens", "cost"
+            )
+            .first()
+        )
+        if row is None:
+            return
+        budgets.period_adjust(
+            user_id=row.user_id,
+            at=row.queued_at,
+            reserved=budgets.Reservation(tokens=row.reserved_tokens, cost=row.reserved_cost),
+            used_tokens=(row.total_tokens or 0) if used else 0,
+            used_cost=(row.cost or Decimal(0)) if used else Decimal(0),
+        )
+        Completion.objects.filter(pk=completion_id).update(budget_settled=True)
+
+
+def budget_settle(*, completion_id: int) -> None:
+    """Replace the reservation with what the call really used (once)."""
+    _budget_close(completion_id, used=True)
+
+
+def budget_release(*, completion_id: int) -> None:
+    """Give back the reservation of a call that used nothing (once)."""
+    _budget_close(completion_id, used=False)

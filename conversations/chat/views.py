@@ -1,0 +1,310 @@
+"""The chat pages: the chat page and the htmx partials it swaps in.
+
+Views stay thin (form -> service -> render). Every id in a URL goes through an ownership
+helper in `selectors` that answers 404 for other users. htmx requests get a named partial
+of `conversations/chat.html`; plain form posts redirect back to the page (PRG).
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HTMX_STOP_POLLING
+
+from conversations.billing.budgets import BudgetExceeded
+from conversations.shared.ratelimits import RateLimited
+
+from . import replies, selectors
+from .forms import MessageForm, RenameForm, SettingsForm
+from .models import Conversation
+from .services import conversations as services
+
+TEMPLATE = "conversations/chat.html"
+
+
+def _partial(name: str) -> str:
+    return f"{TEMPLATE}#{name}"
+
+
+def _messages_of(error: ValidationError) -> list[str]:
+    return [str(m) for m in error.messages]
+
+
+def _page(
+    request: HttpRequest,
+    conversation: Conversation | None = None,
+    *,
+    sidebar_page: int = 1,
+    status: int = 200,
+    **forms,
+) -> HttpResponse:
+    """The whole chat page, for one conversation or none (the home page)."""
+    context = {
+        "sidebar": selectors.sidebar_conversations(request.user, sidebar_page),
+        "conversation": conversation,
+        "message_form": forms.get("message_form") or MessageForm(),
+    }
+    if conversation is not None:
+        context |= {
+            "transcript": selectors.transcript(conversation),
+            "settings_form": forms.get("settings_form")
+            or SettingsForm.for_conversation(conversation),
+            "rename_form": forms.get("rename_form")
+            or RenameForm(initial={"title": conversation.title}),
+        }
+    return render(request, TEMPLATE, context, status=status)
+
+
+# --- Pages ---
+
+
+@login_required
+@require_GET
+def chat_home(request: HttpRequest) -> HttpResponse:
+    return _page(request)
+
+
+@login_required
+@require_GET
+def conversation_list(request: HttpRequest) -> HttpResponse:
+    """One page of the sidebar; htmx appends it in place of the "Load more" link."""
+    page = selectors.page_number(request.GET.get("page"))
+    if not request.htmx:
+        return _page(request, sidebar_page=page)
+    sidebar = selectors.sidebar_conversations(request.user, page)
+    return render(request, _partial("sidebar-items"), {"sidebar": sidebar})
+
+
+@login_required
+@require_POST
+def conversation_create(request: HttpRequest) -> HttpResponse:
+    """Open a new chat (reusing an untouched one), and send a first message if given."""
+    form = MessageForm(request.POST) if request.POST.get("content", "").strip() else None
+    if form is not None and not form.is_valid():
+        return _page(request, message_form=form, status=400)
+    conversation = selectors.latest_empty_conversation(request.user)
+    if conversation is None:
+        conversation = services.conversation_create(owner=request.user)
+    if form is not None:
+        try:
+            services.message_send(conversation=conversation, content=form.cleaned_data["content"])
+        except (RateLimited, services.Contended) as error:
+            # Nothing was sent: the text stays in the composer.
+            form.add_service_errors(error)
+            return _page(request, conversation, message_form=form, status=_refusal_status(error))
+        except ValidationError as error:
+            for text in _messages_of(error):
+                messages.error(request, text)
+    return redirect("conversation_detail", pk=conversation.pk)
+
+
+@login_required
+@require_GET
+def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = selectors.get_conversation_for_user(request.user, pk)
+    return _page(request, conversation)
+
+
+# --- Sending and replies ---
+
+
+@login_required
+@require_POST
+def message_send(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = selectors.get_conversation_for_user(request.user, pk)
+    form = MessageForm(request.POST)
+    status = 400
+    if form.is_valid():
+        try:
+            message, completion = services.message_send(
+                conversation=conversation, content=form.cleaned_data["content"]
+            )
+        except BudgetExceeded as error:
+            # The message is saved but nothing was queued: show both.
+            if not request.htmx:
+                messages.error(request, " ".join(_messages_of(error)))
+                return redirect("conversation_detail", pk=pk)
+            conversation.refresh_from_db(fields=["title"])
+            return render(
+                request,
+                _partial("sent"),
+                {
+                    "conversation": conversation,
+                    "sent_message": selectors.last_user_message(conversation),
+                    "send_error": " ".join(_messages_of(error)),
+                    "message_form": MessageForm(),
+                },
+            )
+        except ValidationError as error:
+            form.add_service_errors(error)
+            status = _refusal_status(error)
+        else:
+            if not request.htmx:
+                return redirect("conversation_detail", pk=pk)
+            conversation.refresh_from_db(fields=["title"])
+            return render(
+                request,
+                _partial("sent"),
+                {
+                    "conversation": conversation,
+                    "sent_message": message,
+                    "completion": completion,
+                    "message_form": MessageForm(),
+                },
+            )
+    if request.htmx:
+        # 200: htmx 2 does not swap 4xx answers, and the composer must show the error.
+        return render(
+            request, _partial("composer"), {"conversation": conversation, "message_form": form}
+        )
+    return _page(request, conversation, message_form=form, status=status)
+
+
+def _refusal_status(error: ValidationError) -> int:
+    if isinstance(error, RateLimited):
+        return 429
+    if isinstance(error, services.Contended):
+        return 503
+    return 400
+
+
+@login_required
+@require_GET
+def completion_poll(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
+    """The pending reply while the completion runs; the reply (or error) once it has ended,
+    with status 286 so htmx stops polling."""
+    completion = selectors.get_completion_for_user(request.user, pk, cid)
+    conversation = completion.conversation
+    if completion.is_active:
+        if request.GET.get("live"):
+            # The page is receiving the reply over SSE: nothing to swap until it ends.
+            return HttpResponse(status=204)
+        context = {
+            "conversation": conversation,
+            "completion": completion,
+            "streamed": list(completion.messages.all()),
+        }
+        return render(request, _partial("pending"), context)
+    return render(
+        request, _partial("ended"), replies.ended_context(completion), status=HTMX_STOP_POLLING
+    )
+
+
+@login_required
+@require_POST
+def completion_retry(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
+    completion = selectors.get_completion_for_user(request.user, pk, cid)
+    conversation = completion.conversation
+    try:
+        new = services.completion_retry(completion=completion)
+    except ValidationError as error:
+        if not request.htmx:
+            messages.error(request, " ".join(_messages_of(error)))
+            return redirect("conversation_detail", pk=pk)
+        context = {
+            "conversation": conversation,
+            "failed": completion,
+            "retry_error": " ".join(_messages_of(error)),
+        }
+        return render(request, _partial("failed"), context)
+    if not request.htmx:
+        return redirect("conversation_detail", pk=pk)
+    context = {"conversation": conversation, "completion": new, "streamed": []}
+    return render(request, _partial("pending"), context)
+
+
+@login_required
+@require_POST
+def choice_select(request: HttpRequest, pk: int, mid: int) -> HttpResponse:
+    message = selectors.get_message_for_user(request.user, pk, mid)
+    try:
+        services.choice_select(message=message)
+    except ValidationError as error:
+        if request.htmx:
+            return HttpResponse(" ".join(_messages_of(error)), status=400)
+        messages.error(request, " ".join(_messages_of(error)))
+    if not request.htmx:
+        return redirect("conversation_detail", pk=pk)
+    context = {
+        "conversation": message.conversation,
+        "reply": selectors.reply_for_message(message),
+    }
+    return render(request, _partial("reply"), context)
+
+
+# --- Conversation settings, title, deletion ---
+
+
+@login_required
+@require_POST
+def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = selectors.get_conversation_for_user(request.user, pk)
+    form = SettingsForm.for_conversation(conversation, request.POST)
+    saved = False
+    if form.is_valid():
+        try:
+            services.conversation_update(conversation=conversation, **form.cleaned_data)
+            saved = True
+        except ValidationError as error:
+            form.add_service_errors(error)
+    if saved and not request.htmx:
+        messages.success(request, _("Settings saved."))
+        return redirect("conversation_detail", pk=pk)
+    if saved:
+        form = SettingsForm.for_conversation(conversation)
+    if not request.htmx:
+        return _page(request, conversation, settings_form=form, status=400)
+    context = {
+        "conversation": conversation,
+        "settings_form": form,
+        "settings_saved": saved,
+        "settings_open": True,
+    }
+    return render(request, _partial("settings"), context)
+
+
+@login_required
+@require_POST
+def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = selectors.get_conversation_for_user(request.user, pk)
+    form = RenameForm(request.POST)
+    renamed = False
+    if form.is_valid():
+        try:
+            services.conversation_rename(
+                conversation=conversation, title=form.cleaned_data["title"]
+            )
+            renamed = True
+        except ValidationError as error:
+            form.add_error("title", error.messages)
+    if renamed:
+        if not request.htmx:
+            return redirect("conversation_detail", pk=pk)
+        context = {
+            "conversation": conversation,
+            "rename_form": RenameForm(initial={"title": conversation.title}),
+            "renamed": True,
+        }
+        return render(request, _partial("title"), context)
+    if not request.htmx:
+        return _page(request, conversation, rename_form=form, status=400)
+    context = {"conversation": conversation, "rename_form": form, "rename_open": True}
+    return render(request, _partial("title"), context)
+
+
+@login_required
+@require_POST
+def conversation_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = selectors.get_conversation_for_user(request.user, pk)
+    services.conversation_delete(conversation=conversation)
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("chat_home")
+        return response
+    return redirect("chat_home")

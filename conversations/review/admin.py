@@ -1,0 +1,398 @@
+"""Staff review in the admin: conversations (read-only chat content, flags and notes,
+exports), their messages and completions, and the audit trail of who read what.
+
+What users and the model said is never editable here; reviewers may only flag and note.
+The queries, writes and exports live in `selectors.py`, `services.py` and `exports.py`.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from conversations.chat.models import Completion, Conversation, Message
+from conversations.chat.services import conversations as chat_services
+from conversations.shared.admin import SuperusersOnly, download, pretty_json
+
+from . import exports, selectors, services
+from .models import AuditEvent
+
+CONTENT_FIELDS = (
+    "owner",
+    "title",
+    *chat_services.PARAMETER_FIELDS,
+    "created_at",
+    "last_activity_at",
+)
+
+
+class AuditedReadMixin:
+    """Every rendering of a page that shows chat content leaves an audit record."""
+
+    def audited_conversation_id(self, obj) -> int:
+        return obj.conversation_id
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            services.audit_record(
+                actor=request.user,
+                action=AuditEvent.Action.VIEW_TRANSCRIPT,
+                conversation_ids=[self.audited_conversation_id(obj)],
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+class ChatContentAdmin(AuditedReadMixin, admin.ModelAdmin):
+    """Messages and completions: readable, never added or changed; superusers may delete."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_superuser
+
+
+class FailedCompletionsFilter(admin.SimpleListFilter):
+    title = _("failed completions")
+    parameter_name = "failed"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Has failed completions")), ("no", _("No failed completions"))]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return selectors.with_failed_completions(queryset, self.value() == "yes")
+        return queryset
+
+
+@admin.register(Conversation)
+class ConversationAdmin(AuditedReadMixin, admin.ModelAdmin):
+    list_display = (
+        "display_title",
+        "owner",
+        "model",
+        "message_count",
+        "tokens",
+        "cost",
+        "created_at",
+        "last_activity_at",
+        "flagged",
+    )
+    list_display_links = ("display_title",)
+    list_filter = (
+        "flagged",
+        FailedCompletionsFilter,
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "model",
+        "created_at",
+        "last_activity_at",
+    )
+    list_select_related = ("owner",)
+    # Shown for the search box; the search itself is selectors.conversations_search.
+    search_fields = ("title", "owner__username", "messages__content")
+    search_help_text = _(
+        "Finds every word in titles, usernames or message text; "
+        'put a phrase in quotes to find it whole, e.g. "exact phrase".'
+    )
+    ordering = ("-last_activity_at",)
+    actions = ("flag_selected", "unflag_selected", "export_json", "export_markdown", "export_csv")
+    save_on_top = True
+    readonly_fields = (*CONTENT_FIELDS, "flagged_by", "flagged_at")
+    fieldsets = (
+        (_("Review"), {"fields": ("flagged", "review_note", "flagged_by", "flagged_at")}),
+        (
+            _("Conversation"),
+            {"fields": ("owner", "title", "model", "created_at", "last_activity_at")},
+        ),
+        (
+            _("Parameters"),
+            {
+                "classes": ("collapse",),
+                "fields": tuple(f for f in chat_services.PARAMETER_FIELDS if f != "model"),
+            },
+        ),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        return selectors.conversations_with_totals(super().get_queryset(request))
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term:
+            return queryset, False
+        return selectors.conversations_search(queryset, search_term), False
+
+    # Permissions: content is read-only for everyone; reviewers change flag and note only.
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.has_perm(selectors.REVIEW_PERMISSION)
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(selectors.REVIEW_PERMISSION)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_superuser
+
+    # Columns
+
+    @admin.display(description=_("title"), ordering="title")
+    def display_title(self, obj: Conversation) -> str:
+        return selectors.conversation_title(obj)
+
+    @admin.display(description=_("messages"), ordering="message_count")
+    def message_count(self, obj: Conversation) -> int:
+        return obj.message_count
+
+    @admin.display(description=_("tokens"), ordering="total_tokens")
+    def tokens(self, obj: Conversation) -> int:
+        return obj.total_tokens
+
+    @admin.display(description=_("cost"), ordering="total_cost")
+    def cost(self, obj: Conversation) -> str:
+        return selectors.cost_label(obj)
+
+    # Pages
+
+    def audited_conversation_id(self, obj: Conversation) -> int:
+        return obj.pk
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["title"] = _("Review conversation")
+            context["transcript"] = selectors.transcript(obj)
+            if request.user.is_superuser:
+                context["audit_url"] = (
+                    reverse("admin:conversations_auditevent_changelist") + f"?q={obj.pk}"
+                )
+            context["completions_url"] = (
+                reverse("admin:conversations_completion_changelist")
+                + f"?conversation__id__exact={obj.pk}"
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def save_model(self, request, obj, form, change):
+        services.conversation_review(
+            conversation=obj,
+            reviewer=request.user,
+            flagged=form.cleaned_data["flagged"],
+            note=form.cleaned_data["review_note"],
+        )
+
+    def delete_model(self, request, obj):
+        chat_services.conversation_delete(conversation=obj)
+
+    def delete_queryset(self, request, queryset):
+        for conversation in queryset:
+            chat_services.conversation_delete(conversation=conversation)
+
+    # Actions
+
+    @admin.action(description=_("Flag selected conversations"), permissions=["review"])
+    def flag_selected(self, request, queryset):
+        count = services.conversations_flag(
+            conversations=queryset, reviewer=request.user, flagged=True
+        )
+        self.message_user(
+            request,
+            ngettext("Flagged %(count)d conversation.", "Flagged %(count)d conversations.", count)
+            % {"count": count},
+        )
+
+    @admin.action(description=_("Remove flag from selected conversations"), permissions=["review"])
+    def unflag_selected(self, request, queryset):
+        count = services.conversations_flag(
+            conversations=queryset, reviewer=request.user, flagged=False
+        )
+        self.message_user(
+            request,
+            ngettext(
+                "Removed the flag from %(count)d conversation.",
+                "Removed the flag from %(count)d conversations.",
+                count,
+            )
+            % {"count": count},
+        )
+
+    @admin.action(description=_("Export selected as JSON"), permissions=["view"])
+    def export_json(self, request, queryset):
+        body = exports.export_json(
+            conversations=Conversation.objects.filter(pk__in=queryset.values("pk")),
+            actor=request.user,
+        )
+        return download(body, content_type="application/json", extension="json")
+
+    @admin.action(description=_("Export selected as Markdown"), permissions=["view"])
+    def export_markdown(self, request, queryset):
+        body = exports.export_markdown(
+            conversations=Conversation.objects.filter(pk__in=queryset.values("pk")),
+            actor=request.user,
+        )
+        return download(body, content_type="text/markdown", extension="md")
+
+    @admin.action(description=_("Export selected as CSV"), permissions=["view"])
+    def export_csv(self, request, queryset):
+        body = exports.export_csv(
+            conversations=Conversation.objects.filter(pk__in=queryset.values("pk")),
+            actor=request.user,
+        )
+        return download(body, content_type="text/csv", extension="csv")
+
+
+@admin.register(Message)
+class MessageAdmin(ChatContentAdmin):
+    list_display = (
+        "id",
+        "conversation",
+        "role",
+        "position",
+        "choice_index",
+        "is_selected",
+        "status",
+        "created_at",
+    )
+    list_filter = ("role", "status", "created_at")
+    list_select_related = ("conversation",)
+    # Content is not listed: reading it is an audited visit to the message or transcript.
+    search_fields = ("=conversation__id",)
+    search_help_text = _("Conversation number.")
+    ordering = ("-created_at",)
+    fields = (
+        "conversation",
+        "role",
+        "position",
+        "status",
+        "completion",
+        "choice_index",
+        "finish_reason",
+        "is_selected",
+        "created_at",
+        "rendered_content",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("content"))
+    def rendered_content(self, obj: Message) -> str:
+        return format_html('<div class="message-content">{}</div>', selectors.message_html(obj))
+
+
+@admin.register(Completion)
+class CompletionAdmin(ChatContentAdmin):
+    list_display = (
+        "id",
+        "status",
+        "user",
+        "model",
+        "total_tokens",
+        "latency_ms",
+        "attempts",
+        "short_error",
+        "queued_at",
+    )
+    list_filter = (
+        "status",
+        "model",
+        "queued_at",
+        ("user", admin.RelatedOnlyFieldListFilter),
+    )
+    list_select_related = ("user",)
+    search_fields = ("=id", "response_id", "=request_id", "user__username", "error_message")
+    search_help_text = _("Completion number, response id, request id, username or error text.")
+    ordering = ("-queued_at",)
+    fieldsets = (
+        (
+            _("Call"),
+            {
+                "fields": (
+                    "conversation",
+                    "user",
+                    "request_message",
+                    "model",
+                    "status",
+                    "attempts",
+                    "http_status",
+                    "error_type",
+                    "error_message",
+                    "request_id",
+                )
+            },
+        ),
+        (_("Request"), {"fields": ("request_parameters", "request_json")}),
+        (
+            _("Response"),
+            {
+                "fields": (
+                    "response_id",
+                    "response_model",
+                    "response_object",
+                    "response_created",
+                    "choices",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "total_tokens",
+                    "usage_estimated",
+                    "latency_ms",
+                )
+            },
+        ),
+        (_("Cost"), {"fields": ("price", "cost", "currency")}),
+        (_("Timing"), {"fields": ("queued_at", "available_at", "started_at", "finished_at")}),
+    )
+    readonly_fields = ("request_parameters", "request_json")
+
+    @admin.display(description=_("error"), ordering="error_message")
+    def short_error(self, obj: Completion) -> str:
+        return Truncator(obj.error_message).chars(80)
+
+    @admin.display(description=_("parameters sent"))
+    def request_parameters(self, obj: Completion) -> str:
+        return format_html("<pre>{}</pre>", selectors.Reply(position=0, completion=obj).parameters)
+
+    @admin.display(description=_("request as sent"))
+    def request_json(self, obj: Completion) -> str:
+        return pretty_json(obj.request_body)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(SuperusersOnly, admin.ModelAdmin):
+    """Who opened or exported whose conversations: superusers only, never editable."""
+
+    list_display = ("created_at", "actor", "action", "conversation_links")
+    list_filter = ("action", "created_at", ("actor", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("actor",)
+    search_fields = ("actor__username",)
+    search_help_text = _(
+        "Staff username, or a conversation number to see who opened or exported it."
+    )
+    date_hierarchy = "created_at"
+    fields = ("created_at", "actor", "action", "conversation_links")
+    readonly_fields = fields
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term:
+            return queryset, False
+        return selectors.audit_events_search(queryset, search_term), False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description=_("conversations"))
+    def conversation_links(self, obj: AuditEvent) -> str:
+        return format_html_join(
+            ", ",
+            '<a href="{}">#{}</a>',
+            (
+                (reverse("admin:conversations_conversation_change", args=[pk]), pk)
+                for pk in obj.conversation_ids
+            ),
+        )

@@ -1,0 +1,182 @@
+"""Reads for staff review: the conversation list's totals and search, the audit trail's
+search, and the whole transcript of a conversation. The admin (`admin.py`) only wires
+these, the writes (`services.py`) and the exports (`exports.py`) into pages."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db.models import (
+    CharField,
+    Count,
+    DecimalField,
+    Exists,
+    IntegerField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
+from django.db.models.functions import Coalesce
+from django.utils.safestring import SafeString
+from django.utils.text import smart_split, unescape_string_literal
+from django.utils.translation import gettext as _
+
+from conversations.chat.models import Completion, Conversation, Message
+from conversations.chat.selectors import Reply
+from conversations.shared.rendering import render_plain
+
+from .models import AuditEvent
+
+REVIEWER_GROUP = "Reviewer"
+REVIEW_PERMISSION = "conversations.review_conversation"
+TRANSCRIPT_ORDER = ("position", "choice_index", "id")
+# --- The conversation list ---
+
+
+def conversation_title(conversation: Conversation) -> str:
+    return conversation.title or _("New chat")
+
+
+def _per_conversation(queryset: QuerySet, aggregate, output_field) -> Subquery:
+    # A correlated subquery per column: joining messages and completions together
+    # would multiply the rows and the sums.
+    return Subquery(
+        queryset.filter(conversation=OuterRef("pk"))
+        .order_by()
+        .values("conversation")
+        .annotate(value=aggregate)
+        .values("value"),
+        output_field=output_field,
+    )
+
+
+def conversations_with_totals(queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Conversations with message count, tokens, cost and its currency, in one query."""
+    priced = Completion.objects.filter(cost__isnull=False)
+    return queryset.annotate(
+        message_count=Coalesce(
+            _per_conversation(Message.objects.all(), Count("pk"), IntegerField()), 0
+        ),
+        total_tokens=Coalesce(
+            _per_conversation(Completion.objects.all(), Sum("total_tokens"), IntegerField()), 0
+        ),
+        total_cost=_per_conversation(
+            Completion.objects.all(), Sum("cost"), DecimalField(max_digits=18, decimal_places=8)
+        ),
+        cost_currency_low=_per_conversation(priced, Min("currency"), CharField()),
+        cost_currency_high=_per_conversation(priced, Max("currency"), CharField()),
+        has_failed=Exists(
+            Completion.objects.filter(conversation=OuterRef("pk"), status=Completion.Status.FAILED)
+        ),
+    )
+
+
+def cost_label(conversation: Conversation) -> str:
+    """'0.01234567 USD', '' without prices, or the sum marked mixed across currencies."""
+    cost = getattr(conversation, "total_cost", None)
+    if cost is None:
+        return ""
+    low = conversation.cost_currency_low or ""
+    high = conversation.cost_currency_high or ""
+    currency = low if low == high else _("mixed currencies")
+    return f"{cost.normalize():f} {currency}".strip()
+
+
+def with_failed_completions(queryset: QuerySet[Conversation], failed: bool) -> QuerySet:
+    exists = Exists(
+        Completion.objects.filter(conversation=OuterRef("pk"), status=Completion.Status.FAILED)
+    )
+    return queryset.filter(exists if failed else ~exists)
+
+
+def search_terms(text: str) -> list[str]:
+    """Words of a search, with "quoted phrases" kept whole (as the admin splits them)."""
+    terms = []
+    for bit in smart_split(text):
+        if bit[:1] in ('"', "'") and bit[-1:] == bit[:1] and len(bit) > 1:
+            bit = unescape_string_literal(bit)
+        if bit:
+            terms.append(bit)
+    return terms
+
+
+def conversations_search(queryset: QuerySet[Conversation], text: str) -> QuerySet[Conversation]:
+    """Conversations whose title, owner's username or any message contains every term.
+
+    `Exists` keeps one row per conversation however many messages match."""
+    for term in search_terms(text):
+        in_messages = Exists(
+            Message.objects.filter(conversation=OuterRef("pk"), content__icontains=term)
+        )
+        queryset = queryset.filter(
+            Q(title__icontains=term) | Q(owner__username__icontains=term) | in_messages
+        )
+    return queryset
+
+
+def audit_events_search(queryset: QuerySet[AuditEvent], text: str) -> QuerySet[AuditEvent]:
+    """Events by actor username, or (for a number) those that touched that conversation."""
+    for term in search_terms(text):
+        match = Q(actor__username__icontains=term)
+        if term.isdigit():
+            number = int(term)
+            # conversation_ids is stored as JSON text "[1, 23]": match the whole number.
+            for pattern in (f"[{number}]", f"[{number},", f" {number},", f" {number}]"):
+                match |= Q(conversation_ids__icontains=pattern)
+        queryset = queryset.filter(match)
+    return queryset
+
+
+# --- The transcript ---
+
+
+@dataclass
+class Entry:
+    """A message someone wrote (user or system) and the replies made to it."""
+
+    message: Message | None
+    replies: list[Reply] = field(default_factory=list)
+
+
+def message_html(message: Message) -> SafeString:
+    """A message as the chat page shows it: model output as sanitized Markdown."""
+    if message.role == Message.Role.ASSISTANT:
+        return message.rendered()
+    return render_plain(message.content)
+
+
+def transcript(conversation: Conversation) -> list[Entry]:
+    """The whole conversation in order, each reply with the completion that made it.
+
+    Two queries however long the conversation; failed calls (no message) appear
+    after the message they answered."""
+    messages = list(conversation.messages.order_by(*TRANSCRIPT_ORDER))
+    completions = list(conversation.completions.order_by("queued_at", "id"))
+    for message in messages:
+        message.html = message_html(message)
+    choices: dict[int, list[Message]] = defaultdict(list)
+    for message in messages:
+        if message.completion_id is not None:
+            choices[message.completion_id].append(message)
+    replies: dict[int | None, list[Reply]] = defaultdict(list)
+    for completion in completions:
+        made = choices.get(completion.pk, [])
+        position = made[0].position if made else 0
+        replies[completion.request_message_id].append(
+            Reply(position=position, choices=made, completion=completion)
+        )
+    entries = [
+        Entry(message=message, replies=replies.pop(message.pk, []))
+        for message in messages
+        if message.completion_id is None
+    ]
+    # Calls whose message is gone still belong in the record.
+    leftovers = [reply for group in replies.values() for reply in group]
+    if leftovers:
+        entries.append(Entry(message=None, replies=leftovers))
+    return entries

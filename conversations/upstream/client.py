@@ -1,0 +1,199 @@
+"""Posting to an OpenAI-compatible `/chat/completions` with `requests`: one JSON answer or
+a stream of deltas, and the error a failed call means (retryable or permanent)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from .protocol import (
+    RETRYABLE_STATUSES,
+    ChatResponse,
+    PermanentError,
+    RetryableError,
+    StreamInterrupted,
+    UpstreamError,
+    parse_response,
+    parse_retry_after,
+)
+from .sse import StreamDelta, StreamState, iter_sse_data
+
+
+def _upstream_message(response: requests.Response) -> str:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    if isinstance(error, str) and error:
+        return error
+    text = response.text.strip()
+    return text[:300] if text else (response.reason or f"HTTP {response.status_code}")
+
+
+def error_for_status(response: requests.Response, *, secret: str = "") -> UpstreamError:
+    """The error a non-200 answer means; `secret` (the key) is cut out of the upstream's
+    message, as some servers echo the key they refused and the message is shown and kept."""
+    status = response.status_code
+    message = _upstream_message(response)
+    if secret:
+        message = message.replace(secret, "[redacted]")
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return RetryableError(
+            message,
+            error_type="rate_limited" if status == 429 else f"http_{status}",
+            http_status=status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    return PermanentError(message, error_type=f"http_{status}", http_status=status)
+
+
+class ChatClient:
+    """Posts to {base_url}/chat/completions with a Bearer key."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.api_key = api_key
+        self.timeout = (connect_timeout, timeout)
+        self.session = session or requests.Session()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
+
+    def _post(self, body: dict[str, Any], *, stream: bool) -> requests.Response:
+        try:
+            response = self.session.post(
+                self.url, json=body, headers=self._headers(), timeout=self.timeout, stream=stream
+            )
+        except requests.Timeout as exc:
+            raise RetryableError(
+                "The upstream did not answer in time.", error_type="timeout"
+            ) from exc
+        except requests.RequestException as exc:
+            raise RetryableError(
+                f"Could not reach the upstream ({exc.__class__.__name__}).",
+                error_type="connection_error",
+            ) from exc
+        if response.status_code != 200:
+            error = error_for_status(response, secret=self.api_key)
+            response.close()
+            raise error
+        return response
+
+    def create(self, body: dict[str, Any]) -> ChatResponse:
+        """One non-streaming call."""
+        started = time.monotonic()
+        response = self._post(body, stream=False)
+        latency_ms = int((time.monotonic() - started) * 1000)
+        try:
+            # JSON is UTF-8 (RFC 8259): bytes that are not become U+FFFD, not a guess at
+            # another encoding for the whole body.
+            data = json.loads(response.content.decode("utf-8", "replace"))
+        except ValueError as exc:
+            raise RetryableError(
+                "The upstream answered 200 with a body that is not JSON.",
+                error_type="bad_response",
+                http_status=200,
+            ) from exc
+        return parse_response(data, http_status=200, latency_ms=latency_ms)
+
+    def stream(
+        self,
+        body: dict[str, Any],
+        *,
+        on_delta: Callable[[StreamState, list[StreamDelta]], None],
+        should_stop: Callable[[], bool] | None = None,
+        stop_check_interval: float = 0.2,
+        on_watcher_exit: Callable[[], None] | None = None,
+    ) -> tuple[StreamState, bool]:
+        """A streaming call: feeds deltas to `on_delta` as they arrive.
+
+        `should_stop` is polled on a watcher thread every `stop_check_interval` seconds;
+        when it says yes the socket is shut down, so a stop works even while the
+        upstream is silent. Returns the final state and whether it was stopped.
+        A stream that ends without [DONE] or a finish reason raises StreamInterrupted.
+        """
+        response = self._post({**body, "stream": True}, stream=True)
+        state = StreamState()
+        watcher = _StopWatcher(response, should_stop, stop_check_interval, on_watcher_exit)
+        try:
+            for data in iter_sse_data(response):
+                deltas = state.take(data)
+                if state.done:
+                    break
+                if deltas or state.usage:
+                    on_delta(state, deltas)
+                if watcher.stopped.is_set():
+                    break
+        except requests.RequestException as exc:
+            if not watcher.stopped.is_set():
+                raise StreamInterrupted(
+                    f"The upstream stream broke ({exc.__class__.__name__}).",
+                    error_type="stream_broken",
+                    http_status=200,
+                ) from exc
+        finally:
+            # Closing drops the connection, which is how the upstream learns we stopped.
+            response.close()
+            watcher.finish()
+        if watcher.stopped.is_set():
+            return state, True
+        state.check_complete()
+        return state, False
+
+
+class _StopWatcher:
+    """Asks `should_stop` every `interval` seconds on a thread of its own; a yes shuts the
+    socket down, which unblocks the reading thread and drops the upstream connection."""
+
+    def __init__(
+        self,
+        response: requests.Response,
+        should_stop: Callable[[], bool] | None,
+        interval: float,
+        on_exit: Callable[[], None] | None,
+    ) -> None:
+        self.response = response
+        self.should_stop = should_stop
+        self.interval = interval
+        self.on_exit = on_exit
+        self.stopped = threading.Event()
+        self.finished = threading.Event()
+        self.thread = None
+        if should_stop is not None:
+            self.thread = threading.Thread(
+                target=self.watch, name="stream-stop-watcher", daemon=True
+            )
+            self.thread.start()
+
+    def watch(self) -> None:
+        try:
+            while not self.finished.wait(self.interval):
+                if self.should_stop():
+                    self.stopped.set()
+                    with contextlib.suppress(Exception):
+                        self.response.raw.shutdown()
+                    return
+        finally:
+            if self.on_exit:
+                self.on_exit()
+
+    def finish(self) -> None:
+        self.finished.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)

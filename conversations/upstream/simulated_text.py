@@ -1,0 +1,97 @@
+"""What the simulated upstream writes: deterministic replies made from the conversation,
+its stand-in tokenizer, and the text the hostile-output faults put in a reply."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+SIMULATED_MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-3.5-turbo"]
+ECHO_PREFIX = "/echo "
+WORDS = (
+    "the model considers your question carefully and answers with a short simulated "
+    "reply that is made offline from the words of the conversation so every path "
+    "of the application can be tried without a network connection or an api key"
+).split()
+TOKEN_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def count_tokens(text: str) -> int:
+    """A stand-in tokenizer: words and punctuation marks."""
+    return len(TOKEN_RE.findall(text))
+
+
+def split_tokens(text: str) -> list[str]:
+    """Pieces that join back into `text`, each holding one token and its leading space."""
+    return re.findall(r"\s*(?:\w+|[^\w\s])", text) or ([text] if text else [])
+
+
+def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    return sum(count_tokens(str(m.get("content", ""))) + 3 for m in messages) + 3
+
+
+def reply_text(messages: list[dict[str, Any]], choice: int) -> str:
+    """The full (uncut) reply for a conversation; `/echo X` answers exactly X."""
+    last_user = next(
+        (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
+    )
+    if last_user.startswith(ECHO_PREFIX):
+        return last_user[len(ECHO_PREFIX) :]
+    digest = hashlib.sha256(
+        json.dumps([messages, choice], sort_keys=True, ensure_ascii=False).encode()
+    ).digest()
+    words = [WORDS[b % len(WORDS)] for b in digest[:12]]
+    system = next((str(m.get("content")) for m in messages if m.get("role") == "system"), "")
+    turns = sum(1 for m in messages if m.get("role") == "user")
+    topic = " ".join(last_user.split()[:8])
+    text = f"Simulated reply {choice + 1} (turn {turns}) to: {topic}. " + " ".join(words) + "."
+    if system:
+        text += f" [system: {' '.join(system.split()[:6])}]"
+    return text
+
+
+def cut_reply(text: str, *, stop: Any, max_tokens: int | None) -> tuple[str, str]:
+    """Apply `stop` then `max_tokens`; return the text and its finish reason."""
+    finish = "stop"
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    cuts = [text.find(s) for s in stops if s and s in text]
+    if cuts:
+        text = text[: min(cuts)]
+    if max_tokens is not None:
+        pieces = split_tokens(text)
+        if len(pieces) > max_tokens:
+            text = "".join(pieces[:max_tokens])
+            finish = "length"
+    return text, finish
+
+
+INVALID_UTF8_MARK = "NOTUTF8"  # one word, so a stream sends it in one piece
+INVALID_UTF8_BYTES = b"\xff\xfe\xc3"
+
+
+def replies_for(body: dict[str, Any], fault: dict[str, Any] | None) -> list[tuple[Any, str]]:
+    """Each choice's text (any JSON value under the "content" fault) and finish reason."""
+    messages = body["messages"]
+    kind = fault.get("kind") if fault else None
+    replies = []
+    for i in range(int(body.get("n") or 1)):
+        text = reply_text(messages, i)
+        if kind == "tokens":
+            count = int(fault.get("tokens", 1000))
+            text = " ".join(WORDS[k % len(WORDS)] for k in range(count)) + "."
+        elif kind == "invalid_utf8":
+            text = f"{text} {INVALID_UTF8_MARK} end."
+        text, finish = cut_reply(text, stop=body.get("stop"), max_tokens=body.get("max_tokens"))
+        if kind == "content":
+            text = fault.get("content")
+        elif kind == "finish_reason":
+            finish = fault.get("finish_reason")
+        replies.append((text, finish))
+    return replies
+
+
+def error_object(fault: dict[str, Any]) -> dict[str, Any]:
+    message = fault.get("message") or "Simulated failure."
+    return {"error": {"message": message, "type": "server_error", "code": None}}

@@ -1,0 +1,160 @@
+"""A streamed reply: the `data:` payloads of Server-Sent Events as they arrive, and the
+reply they add up to."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from .protocol import (
+    ID_LENGTH,
+    MODEL_LENGTH,
+    OBJECT_LENGTH,
+    ChatResponse,
+    Choice,
+    StreamInterrupted,
+    Usage,
+    choice_index,
+    clean_text,
+    error_in_body,
+    finish_reason_of,
+    parse_usage,
+    short_text,
+    whole_number,
+)
+
+
+@dataclass
+class StreamDelta:
+    """One piece of a streamed reply: text added to choice `index`."""
+
+    index: int
+    content: str = ""
+    finish_reason: str | None = None
+
+
+@dataclass
+class StreamState:
+    """What a stream has told so far; complete once every choice has a finish reason."""
+
+    id: str = ""
+    created: int | None = None
+    model: str = ""
+    object: str = ""
+    contents: dict[int, str] = field(default_factory=dict)
+    finish_reasons: dict[int, str | None] = field(default_factory=dict)
+    usage: Usage | None = None
+    done: bool = False
+
+    def apply(self, chunk: dict[str, Any]) -> list[StreamDelta]:
+        """Take one chunk in (cleaned as `parse_response` cleans); ValueError, TypeError,
+        KeyError or AttributeError when it has the wrong shape."""
+        self.id = self.id or short_text(chunk.get("id") or "", ID_LENGTH)
+        if self.created is None:
+            self.created = whole_number(chunk.get("created"))
+        self.model = self.model or short_text(chunk.get("model") or "", MODEL_LENGTH)
+        self.object = self.object or short_text(chunk.get("object") or "", OBJECT_LENGTH)
+        if chunk.get("usage"):
+            self.usage = parse_usage(chunk["usage"])
+        deltas = []
+        for position, choice in enumerate(chunk.get("choices") or []):
+            index = choice_index(choice.get("index", position))
+            text = clean_text((choice.get("delta") or {}).get("content"))
+            finish_reason = finish_reason_of(choice.get("finish_reason"))
+            self.contents[index] = self.contents.get(index, "") + text
+            self.finish_reasons.setdefault(index, None)
+            if finish_reason:
+                self.finish_reasons[index] = finish_reason
+            deltas.append(StreamDelta(index, text, finish_reason))
+        return deltas
+
+    def take(self, data: str) -> list[StreamDelta]:
+        """One event's `data:` payload: "[DONE]" ends the stream (`done`); a chunk adds its
+        deltas; an `error` object raises it (StreamInterrupted once text has come, as the
+        reply broke off), and so does a payload that is not a chunk."""
+        if data == "[DONE]":
+            self.done = True
+            return []
+        try:
+            chunk = json.loads(data)
+        except ValueError as exc:
+            raise StreamInterrupted(
+                "The upstream sent a stream event that is not JSON.",
+                error_type="bad_response",
+                http_status=200,
+            ) from exc
+        if isinstance(chunk, dict) and chunk.get("error"):
+            error = error_in_body(chunk["error"])
+            if any(self.contents.values()):
+                raise StreamInterrupted(error.message, error_type="stream_error")
+            raise error
+        try:
+            return self.apply(chunk)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StreamInterrupted(
+                f"The upstream sent a stream event of the wrong shape ({exc.__class__.__name__}).",
+                error_type="bad_response",
+                http_status=200,
+            ) from exc
+
+    def check_complete(self) -> None:
+        """A stream that ended without [DONE] and without every choice's finish reason
+        broke off."""
+        if self.done or (self.finish_reasons and all(self.finish_reasons.values())):
+            return
+        raise StreamInterrupted(
+            "The upstream stream ended before the reply was complete.",
+            error_type="stream_broken",
+            http_status=200,
+        )
+
+    def response(self, *, latency_ms: int = 0) -> ChatResponse:
+        return ChatResponse(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            object="chat.completion",
+            choices=[
+                Choice(index=i, content=self.contents[i], finish_reason=self.finish_reasons[i])
+                for i in sorted(self.contents)
+            ],
+            usage=self.usage,
+            latency_ms=latency_ms,
+        )
+
+
+def iter_sse_data(response: requests.Response) -> Iterator[str]:
+    """The `data:` payloads of a Server-Sent Events body, one per event, as they arrive.
+
+    Reads with read1() so each event is handed on as soon as its bytes are in, whether
+    the body is chunked or delimited by the connection closing."""
+    buffer = b""
+    lines: list[str] = []
+    while True:
+        try:
+            data = response.raw.read1(65536)
+        except Exception as exc:  # urllib3 wraps socket errors in its own types
+            raise requests.ConnectionError(str(exc)) from exc
+        if not data:
+            break
+        buffer += data
+        *complete, buffer = buffer.split(b"\n")
+        for raw in complete:
+            # Bytes that are not UTF-8 become U+FFFD rather than ending the stream.
+            line = raw.rstrip(b"\r").decode("utf-8", "replace")
+            if line == "":
+                if lines:
+                    yield "\n".join(lines)
+                    lines = []
+            elif line.startswith("data:"):
+                value = line[5:]
+                lines.append(value[1:] if value.startswith(" ") else value)
+    if buffer.strip().startswith(b"data:"):
+        value = buffer.strip().decode("utf-8", "replace")[5:]
+        lines.append(value[1:] if value.startswith(" ") else value)
+    if lines:
+        yield "\n".join(lines)

@@ -1,8 +1,0 @@
-"""`make bench`: the whole path (browser HTTP -> web -> broker -> worker -> upstream -> page)
-measured against the simulated upstream's own time, on a stack started for the run.
-
-`python -m tests.bench --mode full` writes docs/benchmarks.md; `--mode smoke` is the
-small run `tests/test_bench_smoke.py` keeps alive. Modules: `stack` (start/stop the
-processes), `load` (virtual people in browsers), `figures` (the measured phases),
-`report` (the table and the Markdown page).
-"""
