@@ -1,13 +1,21 @@
-"""The site's answer to a request Django refuses before any view runs (400)."""
+"""The site's answers to what goes wrong outside the views' own handling: a request Django
+refuses before any view runs (400, 413), and a database that cannot be reached (503)."""
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
+
+from chatsite.middleware import Middleware
+
+logger = logging.getLogger(__name__)
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -25,3 +33,24 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
     if request.headers.get("HX-Request"):
         return HttpResponse(reason, status=status, content_type="text/plain; charset=utf-8")
     return render(request, "400.html", {"reason": reason}, status=status)
+
+
+class DatabaseUnavailableMiddleware(Middleware):
+    """A view that cannot reach the database (restarting, a network cut) answers 503 with
+    Retry-After and says so, instead of a bare 500: nothing was done, trying again works."""
+
+    def call(self, request: HttpRequest) -> HttpResponseBase:
+        return self.get_response(request)
+
+    async def acall(self, request: HttpRequest) -> HttpResponseBase:
+        return await self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, (OperationalError, InterfaceError)):
+            return None
+        logger.warning("Database unavailable for %s %s", request.method, request.path)
+        reason = _("The site cannot reach its database just now. Nothing was done; try again.")
+        # Plain text: a page would need the database (the session) to be drawn.
+        response = HttpResponse(reason, status=503, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = "5"
+        return response

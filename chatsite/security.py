@@ -47,16 +47,20 @@ class PrivatePagesMiddleware(Middleware):
         patch_cache_control(response, private=True, no_store=True)
         return response
 
+    @staticmethod
+    def _signed_in(request: HttpRequest) -> bool:
+        # Only a user the request has loaded already: asking here would load the session
+        # (a query) for pages that never needed it.
+        user = getattr(request, "_cached_user", None) or getattr(request, "_acached_user", None)
+        return user is not None and user.is_authenticated
+
     def call(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
-        user = getattr(request, "user", None)
-        return self._private(response) if user is not None and user.is_authenticated else response
+        return self._private(response) if self._signed_in(request) else response
 
     async def acall(self, request: HttpRequest) -> HttpResponseBase:
         response = await self.get_response(request)
-        if hasattr(request, "auser") and (await request.auser()).is_authenticated:
-            return self._private(response)
-        return response
+        return self._private(response) if self._signed_in(request) else response
 
 
 class StaticFilesMiddleware(WhiteNoiseMiddleware):

@@ -116,6 +116,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: load balancers' probes are answered before host checks and HTTPS redirects.
     "chatsite.health.HealthCheckMiddleware",
+    "chatsite.errors.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "chatsite.security.StaticFilesMiddleware",
     "chatsite.logs.RequestIdMiddleware",

@@ -7,13 +7,14 @@ nothing missing. What the events say comes from the reply channel (chat.channel)
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
@@ -24,6 +25,8 @@ from conversations.shared.rendering import render_markdown
 from . import channel, replies, selectors
 from .models import Completion
 from .services import conversations as services
+
+logger = logging.getLogger(__name__)
 
 
 def sse(event: str, data: str = "") -> str:
@@ -58,16 +61,20 @@ async def _events(
     request: HttpRequest, completion: Completion, live: channel.DatabaseChannel
 ) -> AsyncIterator[str]:
     pacer = channel.Pacer()
-    async for update in live.follow(completion, pacer):
-        if isinstance(update, channel.Texts):
-            yield await _text_events(update.texts, pacer)
-        elif isinstance(update, channel.Status):
-            yield _status_event(update.state)
-        elif isinstance(update, channel.KeepAlive):
-            yield ": keep-alive\n\n"
-        else:
-            yield await _done_event(request, completion.pk, live)
-            return
+    try:
+        async for update in live.follow(completion, pacer):
+            if isinstance(update, channel.Texts):
+                yield await _text_events(update.texts, pacer)
+            elif isinstance(update, channel.Status):
+                yield _status_event(update.state)
+            elif isinstance(update, channel.KeepAlive):
+                yield ": keep-alive\n\n"
+            else:
+                yield await _done_event(request, completion.pk, live)
+                return
+    except DatabaseError:
+        # The stream ends cleanly; the page connects again (or polls) once it is back.
+        logger.warning("Reply %s: the database is unavailable; stream closed", completion.pk)
 
 
 # Markdown is CPU work: it is rendered off the event loop, which serves every other stream.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from .protocol import (
     parse_retry_after,
 )
 from .sse import StreamDelta, StreamState, iter_sse_data
+
+logger = logging.getLogger(__name__)
 
 
 def _upstream_message(response: requests.Response) -> str:
@@ -184,7 +187,14 @@ class _StopWatcher:
     def watch(self) -> None:
         try:
             while not self.finished.wait(self.interval):
-                if self.should_stop():
+                try:
+                    stop = self.should_stop()
+                except Exception:
+                    # The question could not be answered this time: ask again at the next
+                    # look, rather than leave the stream unwatched for good.
+                    logger.exception("should_stop raised; the stream goes on")
+                    continue
+                if stop:
                     self.stopped.set()
                     with contextlib.suppress(Exception):
                         self.response.raw.shutdown()

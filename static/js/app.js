@@ -193,12 +193,13 @@
     if (pending && (pending.dataset.sseFailed || !window.EventSource)) delete event.detail.parameters.live;
   });
 
-  // --- A send the server refused before any view ran (too large): say why beside the
-  // composer; htmx swaps nothing on an error, so the text stays in it. ---
+  // --- A send the server refused before any view ran (too large, 413) or without its
+  // database (503): say why beside the composer; htmx swaps nothing on an error, so the
+  // text stays in it. ---
   document.addEventListener("htmx:responseError", function (event) {
     const form = event.detail.elt.closest && event.detail.elt.closest("#composer");
     const xhr = event.detail.xhr;
-    if (!form || !xhr || xhr.status !== 413) return;
+    if (!form || !xhr || (xhr.status !== 413 && xhr.status !== 503)) return;
     let box = form.querySelector(".field-error");
     if (!box) {
       box = document.createElement("div");

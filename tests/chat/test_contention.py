@@ -155,3 +155,17 @@ def test_a_worker_whose_save_meets_a_deadlock_saves_on_the_next_try(
     assert completion.status == Completion.Status.SUCCEEDED
     assert completion.attempts == 1 and len(simulator.requests()) == 1  # not called again
     assert Message.objects.filter(completion=completion).count() == 1
+
+
+def test_a_send_while_the_database_is_unreachable_says_so(alice, enqueued, monkeypatch):
+    conversation = chat_services.conversation_create(owner=alice)
+
+    def unreachable(conversation, content):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(chat_services, "_send", unreachable)
+    with pytest.raises(chat_services.Contended) as refused:
+        chat_services.message_send(conversation=conversation, content="hello")
+    assert refused.value.message_dict == {
+        "content": ["The server could not store your message just now. Try again in a moment."]
+    }

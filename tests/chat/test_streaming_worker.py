@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from conversations.chat import channel, tasks
-from conversations.chat.services import completions
+from conversations.chat.services import attempts, completions
 from conversations.chat.services import conversations as chat_services
 from conversations.models import Completion, Message
 from tests.support import wait_for
@@ -249,3 +249,36 @@ def test_a_stream_that_never_ends_is_cut_at_the_time_limit_with_its_text_kept(
     assert reply.content.startswith("the model") and reply.content.count(" ") < 399
     assert completion.attempts == 1 and len(simulator.requests()) == 1
     wait_for(lambda: simulator.stats()["streams_disconnected"] == 1, timeout=5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_outlives_a_database_away_for_a_while_and_keeps_its_claim(
+    alice, simulator, enqueued, send, streaming_settings, monkeypatch
+):
+    """Found by the fault suite: a failed lease renewal killed the stop watcher, so the
+    lease ran out under a live worker and the sweep could take the reply over."""
+    from django.db import OperationalError
+
+    streaming_settings.COMPLETION_LEASE_SECONDS = 0.9
+    simulator.control(token_delay=0.05, faults=[{"kind": "tokens", "tokens": 60}])
+    real = completions.completion_renew
+    failures = []
+
+    def renew_after_an_outage(*, claim):
+        if len(failures) < 3:
+            failures.append(1)
+            raise OperationalError("the database is away")
+        return real(claim=claim)
+
+    monkeypatch.setattr(attempts, "completion_renew", renew_after_an_outage)
+    conversation = chat_services.conversation_create(owner=alice)
+    _, completion = send(conversation, "Write for a while")
+    enqueued.calls.clear()
+    with Sweeper(enqueued) as sweeper:
+        thread = run_in_thread(completion.pk)
+        thread.join(timeout=30)
+    completion.refresh_from_db()
+    assert len(failures) == 3  # the renewal was tried again after each failure
+    assert completion.status == Completion.Status.SUCCEEDED
+    assert completion.attempts == 1 and len(simulator.requests()) == 1
+    assert sweeper.outcomes == []

@@ -248,3 +248,18 @@ def test_pages_of_a_signed_in_person_are_kept_by_no_cache(client, alice):
     for path in ("/", f"/c/{conversation.pk}/", "/usage/", "/usage/export.csv"):
         cache_control = client.get(path)["Cache-Control"]
         assert "private" in cache_control and "no-store" in cache_control, path
+
+
+def test_a_page_that_cannot_reach_the_database_answers_503_saying_so(alice_client, monkeypatch):
+    from django.db import OperationalError
+
+    from conversations.chat import selectors
+
+    def unreachable(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(selectors, "sidebar_conversations", unreachable)
+    response = alice_client.get("/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert "cannot reach its database" in response.content.decode()

@@ -245,3 +245,22 @@ def test_a_key_echoed_in_an_upstream_error_is_cut_out(chat, sim):
         chat.create(protocol.build_request(model="gpt-4o", messages=MESSAGES))
     assert raised.value.message == "Incorrect API key provided: [redacted]."
     assert "sk-abc" not in str(raised.value)
+
+
+def test_a_stop_question_that_raises_is_asked_again_and_a_later_stop_works(chat, sim):
+    sim.control(token_delay=0.05, faults=[{"kind": "tokens", "tokens": 200}])
+    answers = iter([RuntimeError("database away"), RuntimeError("still away"), False, True])
+
+    def should_stop() -> bool:
+        answer = next(answers, True)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    _, stopped = chat.stream(
+        protocol.build_request(model="gpt-4o", messages=MESSAGES, stream=True),
+        on_delta=lambda s, d: None,
+        should_stop=should_stop,
+        stop_check_interval=0.05,
+    )
+    assert stopped  # the watcher outlived the errors and stopped the stream when asked

@@ -77,6 +77,7 @@ class StreamAttempt:
         self.rows_ready = False
         self.lost = False
         self.timed_out = False
+        self.database_away = False
         self.started = self.renewed = time.monotonic()
         self.live = channel.reply_channel()
         self.publisher = self.live.publisher(
@@ -119,12 +120,25 @@ class StreamAttempt:
         if now - self.started > settings.COMPLETION_MAX_SECONDS:
             self.timed_out = True
             return True
-        if now - self.renewed >= settings.COMPLETION_LEASE_SECONDS / 3:
-            self.renewed = now
-            if not completion_renew(claim=self.claim):
-                self.lost = True
-                return True
-        return self.lost or self.live.stop_requested(self.completion.pk)
+        try:
+            if now - self.renewed >= settings.COMPLETION_LEASE_SECONDS / 3:
+                if not completion_renew(claim=self.claim):
+                    self.lost = True
+                    return True
+                self.renewed = now  # a renewal that failed is tried again at the next look
+            stop = self.lost or self.live.stop_requested(self.completion.pk)
+        except DatabaseError:
+            # The database is away for a moment: the reply goes on being written, and the
+            # next look asks again (a lease that runs out meanwhile is the sweep's).
+            if not self.database_away:
+                logger.warning(
+                    "Completion %s: database unavailable while streaming", self.completion.pk
+                )
+            self.database_away = True
+            connection.close()
+            return False
+        self.database_away = False
+        return stop
 
     def write_db(self, contents: dict[int, str]) -> None:
         if not self.rows_ready:

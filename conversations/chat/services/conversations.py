@@ -118,14 +118,16 @@ def request_body(conversation: Conversation, messages: list[dict]) -> dict[str, 
 
 
 class Contended(ValidationError):
-    """The database kept refusing the send under contention; nothing was stored."""
+    """The database refused the send (contention it kept breaking, or it is unreachable);
+    nothing was stored."""
 
 
-def _contended() -> Contended:
-    return Contended(
-        {"content": _("The server is busy and did not send your message. Try again.")},
-        code="contended",
-    )
+def _contended(error: OperationalError) -> Contended:
+    if transactions.is_conflict(error):
+        message = _("The server is busy and did not send your message. Try again.")
+    else:  # the database is unreachable (restarting, a network cut)
+        message = _("The server could not store your message just now. Try again in a moment.")
+    return Contended({"content": message}, code="contended")
 
 
 def message_send(*, conversation: Conversation, content: str) -> tuple[Message, Completion | None]:
@@ -145,9 +147,7 @@ def message_send(*, conversation: Conversation, content: str) -> tuple[Message, 
                 lambda: _send(conversation, content)
             )
         except OperationalError as error:
-            if not transactions.is_conflict(error):
-                raise
-            raise _contended() from error
+            raise _contended(error) from error
     if over_budget is not None:
         raise over_budget
     return message, completion
@@ -236,9 +236,7 @@ def completion_retry(*, completion: Completion) -> Completion:
         try:
             return transactions.atomic_with_retry(retry)
         except OperationalError as error:
-            if not transactions.is_conflict(error):
-                raise
-            raise _contended() from error
+            raise _contended(error) from error
 
 
 def choice_select(*, message: Message) -> Message:
