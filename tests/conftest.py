@@ -192,7 +192,9 @@ def send(django_capture_on_commit_callbacks):
 
     def send_message(conversation, content: str):
         with django_capture_on_commit_callbacks(execute=True):
-            return chat_services.message_send(conversation=conversation, content=content)
+            return chat_services.message_send(
+                owner=conversation.owner, conversation_id=conversation.pk, content=content
+            )
 
     return send_message
 

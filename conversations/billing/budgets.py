@@ -43,8 +43,12 @@ class Limits:
 
 
 def limits_for(user_id: int) -> Limits:
+    return limits_of(UserBudget.objects.filter(user_id=user_id).first())
+
+
+def limits_of(override: UserBudget | None) -> Limits:
+    """The limits in force given the user's own override row, if any."""
     site = Limits(settings.BUDGET_MONTHLY_TOKENS, settings.BUDGET_MONTHLY_COST)
-    override = UserBudget.objects.filter(user_id=user_id).first()
     if override is None:
         return site
     if override.unlimited:
@@ -111,10 +115,14 @@ def _check(period: BudgetPeriod, limits: Limits, tokens: int, cost: Decimal) -> 
             )
 
 
-def reserve(*, user_id: int, model: str, body: dict, at: datetime) -> Reservation:
+def reserve(
+    *, user_id: int, model: str, body: dict, at: datetime, limits: Limits | None = None
+) -> Reservation:
     """Reserve what a call about to be queued may use, or raise BudgetExceeded. Runs in
-    the transaction that queues it (the period row stays locked until it commits)."""
-    limits = limits_for(user_id)
+    the transaction that queues it (the period row stays locked until it commits).
+    `limits` when the caller has them (read with the user's row): then no query at all
+    when no limit applies."""
+    limits = limits if limits is not None else limits_for(user_id)
     if not limits.any:
         return Reservation()
     tokens = reservation_tokens(body)
@@ -134,13 +142,17 @@ def period_adjust(
     The caller makes sure it happens once per call."""
     if not (reserved.tokens or reserved.cost or used_tokens or used_cost):
         return
-    period = _locked_period(user_id, month_of(at))
-    BudgetPeriod.objects.filter(pk=period.pk).update(
-        reserved_tokens=F("reserved_tokens") - reserved.tokens,
-        reserved_cost=F("reserved_cost") - reserved.cost,
-        used_tokens=F("used_tokens") + used_tokens,
-        used_cost=F("used_cost") + used_cost,
-    )
+    month = month_of(at)
+    change = {
+        "reserved_tokens": F("reserved_tokens") - reserved.tokens,
+        "reserved_cost": F("reserved_cost") - reserved.cost,
+        "used_tokens": F("used_tokens") + used_tokens,
+        "used_cost": F("used_cost") + used_cost,
+    }
+    # One statement once the month's row exists (the update takes its lock).
+    if not BudgetPeriod.objects.filter(user_id=user_id, month=month).update(**change):
+        _locked_period(user_id, month)
+        BudgetPeriod.objects.filter(user_id=user_id, month=month).update(**change)
 
 
 def period_usage(user_id: int, month: date | None = None) -> BudgetPeriod:

@@ -9,13 +9,10 @@ import contextlib
 from collections.abc import Iterator
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.utils.translation import ngettext
 
 from conversations.shared.ratelimits import Rate, RateLimited, whole_seconds
-
-from .models import Completion
 
 
 @contextlib.contextmanager
@@ -42,24 +39,12 @@ def message_counted(*, user_id: int) -> Iterator[None]:
         raise
 
 
-def sender_lock(*, user_id: int) -> None:
-    """Lock the user's row until the transaction ends, so one user's sends (and the counts
-    they check) go one by one. NO KEY: rows inserted meanwhile that point at the user
-    (their foreign-key checks take KEY SHARE) need not wait, which is what deadlocked."""
-    list(
-        get_user_model().objects.select_for_update(no_key=True).filter(pk=user_id).values_list("pk")
-    )
-
-
-def replies_in_flight_check(*, user_id: int) -> None:
+def replies_in_flight_check(*, active: int) -> None:
     """Raise RateLimited naming "content" when the user has MAX_REPLIES_IN_FLIGHT replies
-    queued or being written. Runs under `sender_lock` in the transaction that queues the
-    next reply, so parallel sends are counted one by one."""
+    queued or being written (`active`, counted under the user's row lock in the transaction
+    that queues the next reply: services/rows.py), so parallel sends are counted one by one."""
     limit = settings.MAX_REPLIES_IN_FLIGHT
-    if limit <= 0:
-        return
-    active = Completion.objects.filter(user_id=user_id, status__in=Completion.ACTIVE).count()
-    if active >= limit:
+    if 0 < limit <= active:
         raise RateLimited(
             ngettext(
                 "You already have %(count)d reply being written. Wait for it to finish.",

@@ -20,10 +20,16 @@ SIDEBAR_PAGE_SIZE = 50
 MAX_PAGE = 100_000
 
 
-def get_conversation_for_user(user: AbstractBaseUser, pk: int) -> Conversation:
-    """The user's own conversation, or 404 (also for other users' conversations)."""
+def get_conversation_for_user(
+    user: AbstractBaseUser, pk: int, *, for_update: bool = False
+) -> Conversation:
+    """The user's own conversation, or 404 (also for other users' conversations). With
+    `for_update`, locked until the transaction ends (NO KEY: see services/rows.py)."""
+    rows = (
+        Conversation.objects.select_for_update(no_key=True) if for_update else Conversation.objects
+    )
     try:
-        return Conversation.objects.get(pk=pk, owner_id=user.pk)
+        return rows.get(pk=pk, owner_id=user.pk)
     except Conversation.DoesNotExist:
         raise Http404("No such conversation") from None
 
@@ -182,10 +188,6 @@ def transcript(conversation: Conversation) -> Transcript:
         elif latest.status == Completion.Status.FAILED:
             result.failed = latest
     return result
-
-
-def last_user_message(conversation: Conversation) -> Message | None:
-    return conversation.messages.filter(role=Message.Role.USER).order_by("-position", "-pk").first()
 
 
 def completion_reply(completion: Completion) -> Reply:

@@ -22,7 +22,7 @@ from conversations.shared.ratelimits import RateLimited
 
 from . import replies, selectors
 from .forms import MessageForm, RenameForm, SettingsForm
-from .models import Conversation
+from .models import Conversation, Message
 from .services import conversations as services
 
 TEMPLATE = "conversations/chat.html"
@@ -93,7 +93,11 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
         conversation = services.conversation_create(owner=request.user)
     if form is not None:
         try:
-            services.message_send(conversation=conversation, content=form.cleaned_data["content"])
+            services.message_send(
+                owner=request.user,
+                conversation_id=conversation.pk,
+                content=form.cleaned_data["content"],
+            )
         except (RateLimited, services.Contended) as error:
             # Nothing was sent: the text stays in the composer.
             form.add_service_errors(error)
@@ -117,53 +121,45 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def message_send(request: HttpRequest, pk: int) -> HttpResponse:
-    conversation = selectors.get_conversation_for_user(request.user, pk)
+    """Send from the composer. The service looks the conversation up (404 for anyone
+    else's) under its lock; only a refused send looks it up again, to redraw the composer."""
     form = MessageForm(request.POST)
     status = 400
     if form.is_valid():
         try:
             message, completion = services.message_send(
-                conversation=conversation, content=form.cleaned_data["content"]
+                owner=request.user, conversation_id=pk, content=form.cleaned_data["content"]
             )
         except BudgetExceeded as error:
             # The message is saved but nothing was queued: show both.
             if not request.htmx:
                 messages.error(request, " ".join(_messages_of(error)))
                 return redirect("conversation_detail", pk=pk)
-            conversation.refresh_from_db(fields=["title"])
-            return render(
-                request,
-                _partial("sent"),
-                {
-                    "conversation": conversation,
-                    "sent_message": selectors.last_user_message(conversation),
-                    "send_error": " ".join(_messages_of(error)),
-                    "message_form": MessageForm(),
-                },
-            )
+            return _sent(request, error.saved, send_error=" ".join(_messages_of(error)))
         except ValidationError as error:
             form.add_service_errors(error)
             status = _refusal_status(error)
         else:
             if not request.htmx:
                 return redirect("conversation_detail", pk=pk)
-            conversation.refresh_from_db(fields=["title"])
-            return render(
-                request,
-                _partial("sent"),
-                {
-                    "conversation": conversation,
-                    "sent_message": message,
-                    "completion": completion,
-                    "message_form": MessageForm(),
-                },
-            )
+            return _sent(request, message, completion=completion)
+    conversation = selectors.get_conversation_for_user(request.user, pk)
     if request.htmx:
         # 200: htmx 2 does not swap 4xx answers, and the composer must show the error.
         return render(
             request, _partial("composer"), {"conversation": conversation, "message_form": form}
         )
     return _page(request, conversation, message_form=form, status=status)
+
+
+def _sent(request: HttpRequest, message: Message, **context) -> HttpResponse:
+    """The composer again, and the sent message (and its pending reply) added to the page."""
+    context |= {
+        "conversation": message.conversation,
+        "sent_message": message,
+        "message_form": MessageForm(),
+    }
+    return render(request, _partial("sent"), context)
 
 
 def _refusal_status(error: ValidationError) -> int:

@@ -219,7 +219,7 @@ def _race(alice, simulator, enqueued, settings) -> None:
         try:
             barrier.wait(timeout=30)
             _, completion = chat_services.message_send(
-                conversation=conversations[i], content="race"
+                owner=alice, conversation_id=conversations[i].pk, content="race"
             )
             results[i] = ("sent", completion.pk)
         except BudgetExceeded:

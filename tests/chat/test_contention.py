@@ -104,7 +104,7 @@ def test_a_transaction_broken_by_a_deadlock_is_tried_again(transactional_db):
     assert len(calls) == 2
 
 
-def refuse(conversation, content):
+def refuse(*args):
     raise deadlock()
 
 
@@ -114,7 +114,7 @@ def test_a_send_the_database_keeps_refusing_says_so_and_stores_nothing(
     conversation = chat_services.conversation_create(owner=alice)
     monkeypatch.setattr(chat_services, "_send", refuse)
     with pytest.raises(chat_services.Contended) as refused:
-        chat_services.message_send(conversation=conversation, content="hello")
+        chat_services.message_send(owner=alice, conversation_id=conversation.pk, content="hello")
     assert refused.value.message_dict == {
         "content": ["The server is busy and did not send your message. Try again."]
     }
@@ -160,12 +160,12 @@ def test_a_worker_whose_save_meets_a_deadlock_saves_on_the_next_try(
 def test_a_send_while_the_database_is_unreachable_says_so(alice, enqueued, monkeypatch):
     conversation = chat_services.conversation_create(owner=alice)
 
-    def unreachable(conversation, content):
+    def unreachable(*args):
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(chat_services, "_send", unreachable)
     with pytest.raises(chat_services.Contended) as refused:
-        chat_services.message_send(conversation=conversation, content="hello")
+        chat_services.message_send(owner=alice, conversation_id=conversation.pk, content="hello")
     assert refused.value.message_dict == {
         "content": ["The server could not store your message just now. Try again in a moment."]
     }

@@ -190,7 +190,9 @@ def test_parallel_sends_never_pass_the_in_flight_limit(transactional_db, alice, 
     def sender(i: int) -> None:
         try:
             barrier.wait(timeout=30)
-            chat_services.message_send(conversation=conversations[i], content="at once")
+            chat_services.message_send(
+                owner=alice, conversation_id=conversations[i].pk, content="at once"
+            )
             results[i] = "sent"
         except ratelimits.RateLimited:
             results[i] = "refused"

@@ -80,7 +80,9 @@ class Publisher:
     send: Callable[[dict[int, str]], None] | None = None
     send_interval: float = 0.02
     contents: dict[int, str] = field(default_factory=dict)
-    last_flush: float = 0.0
+    # The first database write waits a whole interval: a short reply needs none before its
+    # save (with Redis, the live copy is there at once).
+    last_flush: float = field(default_factory=time.monotonic)
     dirty: bool = False
     unsent: dict[int, str] = field(default_factory=dict)  # text not yet sent live
     last_send: float = 0.0
@@ -94,8 +96,8 @@ class Publisher:
         if self.unsent and (self.last_send == 0.0 or now - self.last_send >= self.send_interval):
             self.send_live()
         self.dirty = True
-        # The first text goes out at once; after that, at most one write per interval.
-        if self.last_flush == 0.0 or now - self.last_flush >= self.flush_interval:
+        # At most one write per interval.
+        if now - self.last_flush >= self.flush_interval:
             self.flush()
 
     def send_live(self) -> None:

@@ -5,16 +5,20 @@ in one transaction, only while the attempt still holds the claim."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+import requests
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from conversations.billing import pricing
+from conversations.billing import budgets, pricing
 from conversations.chat import channel
 from conversations.chat.models import Completion, Conversation, LiveState, Message
 from conversations.shared import transactions
@@ -22,18 +26,27 @@ from conversations.shared.rendering import render_markdown_for_storage
 from conversations.upstream import protocol
 from conversations.upstream.client import ChatClient
 
-from .completions import Claim, Outcome, budget_settle, completion_renew, held, readable_error
-from .rows import lock_conversation, next_position
+from .completions import Claim, Outcome, completion_renew, held, readable_error
+from .rows import lock_conversation
 
 logger = logging.getLogger(__name__)
 
 
+_sessions = threading.local()
+
+
 def upstream_client() -> ChatClient:
+    """A client on this worker thread's own HTTP session: its connections to the upstream
+    are kept alive from one call to the next (no new TCP and TLS handshake per reply)."""
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = requests.Session()
     return ChatClient(
         base_url=settings.OPENAI_BASE_URL,
         api_key=settings.OPENAI_API_KEY,
         timeout=settings.OPENAI_TIMEOUT,
         connect_timeout=settings.OPENAI_CONNECT_TIMEOUT,
+        session=session,
     )
 
 
@@ -74,7 +87,8 @@ class StreamAttempt:
     def __init__(self, claim: Claim) -> None:
         self.claim = claim
         self.completion = claim.completion
-        self.rows_ready = False
+        # The reply's rows by choice index once this attempt has made them (None before).
+        self.rows: dict[int, int] | None = None
         self.lost = False
         self.timed_out = False
         self.database_away = False
@@ -141,9 +155,9 @@ class StreamAttempt:
         return stop
 
     def write_db(self, contents: dict[int, str]) -> None:
-        if not self.rows_ready:
-            self.rows_ready = _stream_rows_prepare(claim=self.claim, indexes=sorted(contents))
-            if not self.rows_ready:
+        if self.rows is None:
+            self.rows = _stream_rows_prepare(claim=self.claim, indexes=sorted(contents))
+            if self.rows is None:
                 self.lost = True  # the watcher ends the stream at its next look
                 return
         for index, text in contents.items():
@@ -161,7 +175,10 @@ class StreamAttempt:
             for choice in response.choices:
                 choice.finish_reason = "stopped"
         status = Message.Status.STOPPED if stopped else Message.Status.COMPLETE
-        if not _save_result(claim=self.claim, response=response, message_status=status):
+        saved = _save_result(
+            claim=self.claim, response=response, message_status=status, rows=self.rows
+        )
+        if not saved:
             return Outcome.LOST
         outcome = Outcome.STOPPED if stopped else Outcome.SUCCEEDED
         self.live.publish_end(self.completion.pk, outcome)
@@ -171,6 +188,7 @@ class StreamAttempt:
         self.publisher.flush()
         saved = _save_result(
             claim=self.claim,
+            rows=self.rows,
             response=_partial_response(self.publisher.contents),
             message_status=Message.Status.FAILED,
             completion_status=Completion.Status.FAILED,
@@ -210,19 +228,20 @@ def _partial_response(contents: dict[int, str]) -> protocol.ChatResponse:
     )
 
 
-def _stream_rows_prepare(*, claim: Claim, indexes: list[int]) -> bool:
-    """Create (or take back from a dead attempt) the reply's rows while we hold the claim."""
+def _stream_rows_prepare(*, claim: Claim, indexes: list[int]) -> dict[int, int] | None:
+    """Create (or take back from a dead attempt) the reply's rows while we hold the claim:
+    their ids by choice index, or None when the claim is lost."""
     completion = claim.completion
 
-    def prepare() -> bool:
+    def prepare() -> dict[int, int] | None:
         conversation = lock_conversation(completion.conversation)
         if not held(claim).exists():
-            return False
-        existing, position = _reply_rows(conversation, completion)
+            return None
+        existing, position = _reply_rows(completion, None)
         Message.objects.filter(completion_id=completion.pk).update(
             content="", status=Message.Status.STREAMING
         )
-        Message.objects.bulk_create(
+        made = Message.objects.bulk_create(
             [
                 Message(
                     conversation=conversation,
@@ -238,18 +257,33 @@ def _stream_rows_prepare(*, claim: Claim, indexes: list[int]) -> bool:
                 if index not in existing
             ]
         )
-        return True
+        return existing | {message.choice_index: message.pk for message in made}
 
     return transactions.atomic_with_retry(prepare)
 
 
-def _reply_rows(conversation: Conversation, completion: Completion) -> tuple[dict, int]:
-    """The reply's rows so far (by choice index) and the position they take: theirs if
-    an earlier attempt made some, else the next free one."""
-    existing = {m.choice_index: m for m in Message.objects.filter(completion_id=completion.pk)}
-    if existing:
-        return existing, next(iter(existing.values())).position
-    return existing, next_position(conversation)
+def _reply_rows(
+    completion: Completion, known: dict[int, int] | None
+) -> tuple[dict[int, int], int | None]:
+    """The reply's rows so far (their ids by choice index) and the position new ones take:
+    theirs if there are some, else the next free one. `known`: the rows this attempt
+    knows of, or None to look (an earlier attempt may have made some)."""
+    if known is None:
+        found = Message.objects.filter(completion_id=completion.pk).values_list(
+            "choice_index", "pk", "position"
+        )
+        known, positions = {}, set()
+        for index, pk, position in found:
+            known[index] = pk
+            positions.add(position)
+        if positions:
+            return known, positions.pop()
+    if known:
+        return known, None  # new choices join the known rows' position (looked up then)
+    top = Message.objects.filter(conversation_id=completion.conversation_id).aggregate(
+        top=Max("position")
+    )["top"]
+    return known, 0 if top is None else top + 1
 
 
 def _stream_rows_discard(*, claim: Claim) -> None:
@@ -331,8 +365,11 @@ def _save_result(
     message_status: str,
     completion_status: str = Completion.Status.SUCCEEDED,
     error: protocol.UpstreamError | None = None,
+    rows: dict[int, int] | None = None,
 ) -> bool:
-    """Save the reply (a message per choice) and its usage in one transaction.
+    """Save the reply (a message per choice), its usage and its budget in one transaction
+    of five statements or so. `rows`: the reply's rows this attempt knows exist (ids by
+    choice index; {} for none), or None when an earlier attempt may have left some.
 
     Returns False, saving nothing, when the claim was lost to another worker."""
     completion = claim.completion
@@ -343,29 +380,37 @@ def _save_result(
         (choice, render_markdown_for_storage(choice.content))
         for choice in sorted(response.choices, key=lambda c: c.index)
     ]
+    if rows is None and completion.attempts == 1:
+        rows = {}  # the first attempt made no rows but those it knows of
 
     def save() -> bool:
-        conversation = lock_conversation(completion.conversation)
-        if not held(claim).update(**fields):
+        # The budget is settled in the same update: the claim makes it happen once.
+        if not held(claim).update(**fields, budget_settled=True):
             logger.info("Completion %s was claimed elsewhere; reply discarded", completion.pk)
             return False
-        _store_choices(conversation, completion, choices, status=message_status, now=now)
-        Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=now)
-        budget_settle(completion_id=completion.pk)
+        _store_choices(completion, choices, status=message_status, now=now, rows=rows)
+        Conversation.objects.filter(pk=completion.conversation_id).update(last_activity_at=now)
+        budgets.period_adjust(
+            user_id=completion.user_id,
+            at=completion.queued_at,
+            reserved=budgets.Reservation(completion.reserved_tokens, completion.reserved_cost),
+            used_tokens=fields["total_tokens"] or 0,
+            used_cost=fields["cost"] or Decimal(0),
+        )
         return True
 
     return transactions.atomic_with_retry(save)
 
 
 def _store_choices(
-    conversation: Conversation,
     completion: Completion,
     choices: list[tuple[protocol.Choice, str]],
     *,
     status: str,
     now: datetime,
+    rows: dict[int, int] | None,
 ) -> None:
-    existing, position = _reply_rows(conversation, completion)
+    existing, position = _reply_rows(completion, rows)
     new_rows = []
     for order, (choice, html) in enumerate(choices):
         fields = {
@@ -375,18 +420,22 @@ def _store_choices(
             "status": status,
         }
         if choice.index in existing:
-            Message.objects.filter(pk=existing[choice.index].pk).update(**fields)
-        else:
-            new_rows.append(
-                Message(
-                    conversation=conversation,
-                    role=Message.Role.ASSISTANT,
-                    position=position,
-                    completion=completion,
-                    choice_index=choice.index,
-                    is_selected=(order == 0),
-                    created_at=now,
-                    **fields,
-                )
+            Message.objects.filter(pk=existing[choice.index]).update(**fields)
+            continue
+        if position is None:  # a choice the stream never wrote to: beside the others
+            position = Message.objects.values_list("position", flat=True).get(
+                pk=next(iter(existing.values()))
             )
+        new_rows.append(
+            Message(
+                conversation_id=completion.conversation_id,
+                role=Message.Role.ASSISTANT,
+                position=position,
+                completion=completion,
+                choice_index=choice.index,
+                is_selected=(order == 0),
+                created_at=now,
+                **fields,
+            )
+        )
     Message.objects.bulk_create(new_rows)

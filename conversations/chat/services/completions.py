@@ -17,8 +17,8 @@ from decimal import Decimal
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import F, Q, QuerySet, sql
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -63,28 +63,40 @@ class Claim:
 
 
 def completion_claim(*, completion_id: int) -> Claim | None:
-    """Take the completion if it is due, has attempts left and nobody holds a live claim."""
+    """Take the completion if it is due, has attempts left and nobody holds a live claim
+    (one statement: the conditional update returns the row)."""
     now = timezone.now()
     token = uuid.uuid4()
     # A little slack for a countdown message that arrives a moment early.
     due = now + timedelta(seconds=1)
-    claimed = (
-        Completion.objects.filter(pk=completion_id, attempts__lt=settings.COMPLETION_MAX_ATTEMPTS)
-        .filter(
-            Q(status=Completion.Status.QUEUED, available_at__lte=due)
-            | Q(status=Completion.Status.RUNNING, lease_expires_at__lt=now)
-        )
-        .update(
-            status=Completion.Status.RUNNING,
-            claim_token=token,
-            lease_expires_at=now + timedelta(seconds=settings.COMPLETION_LEASE_SECONDS),
-            started_at=Coalesce(F("started_at"), now),
-            attempts=F("attempts") + 1,
-        )
+    claimable = Completion.objects.filter(
+        pk=completion_id, attempts__lt=settings.COMPLETION_MAX_ATTEMPTS
+    ).filter(
+        Q(status=Completion.Status.QUEUED, available_at__lte=due)
+        | Q(status=Completion.Status.RUNNING, lease_expires_at__lt=now)
     )
-    if not claimed:
-        return None
-    return Claim(completion=Completion.objects.get(pk=completion_id), token=token)
+    completion = _update_returning(
+        claimable,
+        status=Completion.Status.RUNNING,
+        claim_token=token,
+        lease_expires_at=now + timedelta(seconds=settings.COMPLETION_LEASE_SECONDS),
+        started_at=Coalesce(F("started_at"), now),
+        attempts=F("attempts") + 1,
+    )
+    return None if completion is None else Claim(completion=completion, token=token)
+
+
+def _update_returning(rows: QuerySet[Completion], **values) -> Completion | None:
+    """`rows.update(**values)` for (at most) one row, and the row as it is after it, in one
+    statement (UPDATE ... RETURNING: PostgreSQL, and SQLite since 3.35)."""
+    query = rows.query.chain(sql.UpdateQuery)
+    query.add_update_values(values)
+    statement, params = query.get_compiler(rows.db).as_sql()
+    columns = ", ".join(
+        connection.ops.quote_name(field.column) for field in Completion._meta.concrete_fields
+    )
+    found = list(Completion.objects.raw(f"{statement} RETURNING {columns}", params))
+    return found[0] if found else None
 
 
 def held(claim: Claim):

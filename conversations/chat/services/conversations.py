@@ -6,21 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import OperationalError, transaction
-from django.db.models import Case, Q, When
+from django.db.models import Case, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chatsite import logs
 from conversations.billing import budgets
-from conversations.chat import channel, limits
+from conversations.chat import channel, limits, selectors
 from conversations.chat.models import Completion, Conversation, Message
 from conversations.shared import transactions
 from conversations.upstream import protocol
 
-from .completions import Outcome, budget_release, completion_enqueue
-from .rows import lock_conversation, lock_for_send, next_position
+from . import completions, rows
+from .completions import Outcome, budget_release
 
 TITLE_LENGTH = 60
 # A conversation's settings: the model, its system prompt and the contract's parameters.
@@ -78,7 +79,7 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
 def conversation_delete(*, conversation: Conversation) -> None:
     def delete() -> None:
         # The conversation first, as a worker saving a reply in it takes its locks.
-        lock_conversation(conversation)
+        rows.lock_conversation(conversation)
         # Budget reservations of calls still under way go back before the rows do.
         for completion_id in conversation.completions.filter(
             status__in=Completion.ACTIVE
@@ -92,18 +93,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
 def history(conversation: Conversation, *, upto_position: int | None = None) -> list[dict]:
     """The messages sent with a call: system prompt first, then the conversation,
     with only the selected choice of each reply."""
-    messages: list[dict[str, str]] = []
-    if conversation.system_prompt:
-        messages.append({"role": "system", "content": conversation.system_prompt})
-    rows = conversation.messages.filter(
-        Q(role=Message.Role.USER) | Q(role=Message.Role.ASSISTANT, is_selected=True),
-        status__in=[Message.Status.COMPLETE, Message.Status.STOPPED],
-    )
-    if upto_position is not None:
-        rows = rows.filter(position__lte=upto_position)
-    for role, content in rows.order_by("position", "choice_index").values_list("role", "content"):
-        messages.append({"role": role, "content": content})
-    return messages
+    return rows.turns(conversation, upto_position=upto_position).history
 
 
 def request_body(conversation: Conversation, messages: list[dict]) -> dict[str, Any]:
@@ -130,55 +120,69 @@ def _contended(error: OperationalError) -> Contended:
     return Contended({"content": message}, code="contended")
 
 
-def message_send(*, conversation: Conversation, content: str) -> tuple[Message, Completion | None]:
-    """Store the user's message and queue a completion for it (sent after commit).
+def message_send(
+    *, owner: AbstractBaseUser, conversation_id: int, content: str
+) -> tuple[Message, Completion | None]:
+    """Store the owner's message in their conversation (404 for anyone else's) and queue a
+    completion for it (sent after commit); `message.conversation` is the conversation as
+    it is now.
 
     Refused before anything is stored: an empty message, a conversation still waiting
     for a reply (ConversationBusy), the user's abuse limits (`limits.RateLimited`) and a
-    database too busy to take it (`Contended`). Over budget the message is kept but no
-    call is queued: `budgets.BudgetExceeded` is raised after the message is saved.
+    database that does not take it (`Contended`). Over budget the message is kept but no
+    call is queued: `budgets.BudgetExceeded` is raised after the message is saved, with
+    the message as its `saved`.
     """
     content = content.strip()
     if not content:
         raise ValidationError({"content": _("Write a message first.")})
-    with limits.message_counted(user_id=conversation.owner_id):
+    with limits.message_counted(user_id=owner.pk):
         try:
             message, completion, over_budget = transactions.atomic_with_retry(
-                lambda: _send(conversation, content)
+                lambda: _send(owner, conversation_id, content)
             )
         except OperationalError as error:
             raise _contended(error) from error
     if over_budget is not None:
+        over_budget.saved = message
         raise over_budget
     return message, completion
 
 
-def _send(conversation: Conversation, content: str):
-    conversation = lock_for_send(conversation)
-    if conversation.completions.filter(status__in=Completion.ACTIVE).exists():
+def _send(owner: AbstractBaseUser, conversation_id: int, content: str):
+    """The send's transaction: eight statements when no budget applies (the user's row
+    with their budget, the conversation, the counts, the messages, two inserts and an
+    update), so it holds its locks briefly."""
+    limits_in_force = rows.lock_sender(owner.pk)
+    conversation = selectors.get_conversation_for_user(owner, conversation_id, for_update=True)
+    active = rows.active_completions(owner.pk, conversation.pk)
+    if active.here:
         raise ConversationBusy(
             {"content": _("Wait for the reply to finish before sending another message.")}
         )
-    limits.replies_in_flight_check(user_id=conversation.owner_id)
-    body = request_body(
-        conversation, [*history(conversation), {"role": "user", "content": content}]
-    )
+    limits.replies_in_flight_check(active=active.everywhere)
+    turns = rows.turns(conversation)
+    body = request_body(conversation, [*turns.history, {"role": "user", "content": content}])
     now = timezone.now()
     message = Message.objects.create(
         conversation=conversation,
         role=Message.Role.USER,
         content=content,
-        position=next_position(conversation),
+        position=turns.next_position,
         created_at=now,
     )
     updates = {"last_activity_at": now}
     if not conversation.title:
         updates["title"] = _title_from(content)
     Conversation.objects.filter(pk=conversation.pk).update(**updates)
-    # Queued in this transaction, so the in-flight count holds; over budget only the
-    # completion's savepoint rolls back and the message stays.
+    for name, value in updates.items():
+        setattr(conversation, name, value)
+    # Queued in this transaction, so the in-flight count holds; over budget no completion
+    # is made and the message stays.
     try:
-        completion = _completion_queue(conversation=conversation, message=message, body=body)
+        completion = _completion_queue(
+            conversation=conversation, message=message, body=body, limits=limits_in_force
+        )
     except budgets.BudgetExceeded as error:
         return message, None, error
     return message, completion, None
@@ -190,30 +194,27 @@ def _title_from(content: str) -> str:
 
 
 def _completion_queue(
-    *, conversation: Conversation, message: Message, body: dict[str, Any]
+    *, conversation: Conversation, message: Message, body: dict[str, Any], limits: budgets.Limits
 ) -> Completion:
-    with transaction.atomic():
-        completion = Completion.objects.create(
-            conversation=conversation,
-            user_id=conversation.owner_id,
-            request_message=message,
-            model=body["model"],
-            request_body=body,
-            request_id=logs.current_request_id(),
-        )
-        # Raises BudgetExceeded (rolling the completion back) when over the limit.
-        reserved = budgets.reserve(
-            user_id=completion.user_id,
-            model=completion.model,
-            body=body,
-            at=completion.queued_at,
-        )
-        if reserved.tokens or reserved.cost:
-            Completion.objects.filter(pk=completion.pk).update(
-                reserved_tokens=reserved.tokens, reserved_cost=reserved.cost
-            )
-            completion.reserved_tokens, completion.reserved_cost = reserved.tokens, reserved.cost
-        transaction.on_commit(lambda: completion_enqueue(completion.pk))
+    """Reserve the call's budget (BudgetExceeded when it does not fit), then make the
+    completion; it is sent to a worker once the transaction commits."""
+    now = timezone.now()
+    reserved = budgets.reserve(
+        user_id=conversation.owner_id, model=body["model"], body=body, at=now, limits=limits
+    )
+    completion = Completion.objects.create(
+        conversation=conversation,
+        user_id=conversation.owner_id,
+        request_message=message,
+        model=body["model"],
+        request_body=body,
+        request_id=logs.current_request_id(),
+        queued_at=now,
+        available_at=now,
+        reserved_tokens=reserved.tokens,
+        reserved_cost=reserved.cost,
+    )
+    transaction.on_commit(lambda: completions.completion_enqueue(completion.pk))
     return completion
 
 
@@ -224,13 +225,17 @@ def completion_retry(*, completion: Completion) -> Completion:
     message = completion.request_message
 
     def retry() -> Completion:
-        conversation = lock_for_send(completion.conversation)
-        if conversation.completions.filter(status__in=Completion.ACTIVE).exists():
+        limits_in_force = rows.lock_sender(completion.user_id)
+        conversation = rows.lock_conversation(completion.conversation)
+        active = rows.active_completions(completion.user_id, conversation.pk)
+        if active.here:
             raise ConversationBusy(_("A reply is already being written."))
-        limits.replies_in_flight_check(user_id=conversation.owner_id)
+        limits.replies_in_flight_check(active=active.everywhere)
         body = request_body(conversation, history(conversation, upto_position=message.position))
         Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=timezone.now())
-        return _completion_queue(conversation=conversation, message=message, body=body)
+        return _completion_queue(
+            conversation=conversation, message=message, body=body, limits=limits_in_force
+        )
 
     with limits.message_counted(user_id=completion.user_id):
         try:
