@@ -17,6 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
+from . import common
 from .stack import ROOT, SCRUBBED_ENV, Stack
 
 # Two web processes keep both cores busy with pages; the worker's threads mostly wait on the
@@ -44,7 +45,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     parser.add_argument(
         "--only",
-        help="comma-separated phases to run (overhead,first_token,in_flight,pages,reports); "
+        help="comma-separated phases to run (overhead,first_token,in_flight,long_replies,pages,"
+        "reports); "
         "prints their figures as JSON instead of writing the page (for tuning)",
     )
     parser.add_argument(
@@ -58,19 +60,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    # Only a full run may replace docs/benchmarks.md.
-    output = args.output or (
-        ROOT / "docs" / "benchmarks.md"
-        if args.mode == "full"
-        else Path(tempfile.gettempdir()) / "chatsite-bench-smoke.md"
-    )
-    kind = args.stack or ("auto" if args.mode == "full" else "embedded")
-    background = busy_cores(3.0 if args.mode == "full" else 0.5)
+    output = output_path(args)
+    background_seconds = 3.0 if args.mode == "full" else 0.5
+    background = busy_cores(background_seconds)
+    from .meters import machine_speed
+
+    # Timed before the stack starts, so runs on different days can be compared.
+    speed = machine_speed()
     began = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="chatsite-bench-"))
     stack = Stack(
         workdir=workdir,
-        kind=kind,
+        kind=args.stack or ("auto" if args.mode == "full" else "embedded"),
         web_processes=args.web_processes,
         worker_concurrency=args.worker_concurrency,
     )
@@ -78,45 +79,18 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop(name, None)
     ok = False
     try:
-        os.environ.update(stack.prepare())
-        print(
-            f"[bench] {args.mode} mode on {stack.backend}"
-            + (
-                " (PostgreSQL and Redis answered on 127.0.0.1)"
-                if stack.on_servers
-                else " (the embedded default: PostgreSQL/Redis not used)"
-            ),
-            flush=True,
-        )
-        stack.migrate()
-        import django
-
-        django.setup()
-        from django.conf import settings
-
-        settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-        stack.start()
+        start(stack, args.mode)
         results = run(stack, args.mode, args.only.split(",") if args.only else None, args.wait)
-        duration = time.monotonic() - began
         if args.only:
             print(json.dumps(results, indent=1, default=str))
             ok = True
             return 0
-        meta = describe(stack, args, duration)
-        meta["background"] = background
-        from . import report
-
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(report.markdown(results, meta) + "\n")
-        print(report.console(results))
-        print(f"\n[bench] wrote {output} in {duration:.0f} s", flush=True)
+        meta = describe(stack, args, time.monotonic() - began)
+        meta |= {"background": background, "background_seconds": background_seconds}
+        meta["speed"] = speed
+        status = write(results, meta, output)
         ok = True
-        if args.mode == "smoke":
-            broken = failures(results)
-            if broken:
-                print(f"[bench] smoke: {len(broken)} replies failed: {broken[:5]}", flush=True)
-                return 1
-        return 0
+        return status
     except Exception:
         traceback.print_exc()
         for process in stack.processes:
@@ -131,44 +105,97 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-PHASES = ("overhead", "first_token", "in_flight", "pages", "reports")
+def output_path(args: argparse.Namespace) -> Path:
+    # Only a full run may replace docs/benchmarks.md.
+    if args.output:
+        return args.output
+    if args.mode == "full":
+        return ROOT / "docs" / "benchmarks.md"
+    return Path(tempfile.gettempdir()) / "chatsite-bench-smoke.md"
+
+
+def start(stack: Stack, mode: str) -> None:
+    """Prepare the database and broker, set Django up in this process, start the stack."""
+    os.environ.update(stack.prepare())
+    print(
+        f"[bench] {mode} mode on {stack.backend}"
+        + (
+            " (PostgreSQL and Redis answered on 127.0.0.1)"
+            if stack.on_servers
+            else " (the embedded default: PostgreSQL/Redis not used)"
+        ),
+        flush=True,
+    )
+    stack.migrate()
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+    stack.start()
+
+
+def write(results: dict, meta: dict, output: Path) -> int:
+    """Write the page (keeping the history rows of the file it replaces) and print the
+    table; in smoke mode, 1 when a reply failed."""
+    from . import report
+
+    meta["history"] = report.read_history(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(report.markdown(results, meta) + "\n")
+    print(report.console(results))
+    print(f"\n[bench] wrote {output} in {meta['duration']:.0f} s", flush=True)
+    if meta["mode"] == "smoke":
+        broken = failures(results)
+        if broken:
+            print(f"[bench] smoke: {len(broken)} replies failed: {broken[:5]}", flush=True)
+            return 1
+    return 0
+
+
+PHASES = ("overhead", "first_token", "in_flight", "long_replies", "pages", "reports")
+# The phases whose people are logged in and warmed up first.
+CHAT_PHASES = PHASES[:4]
 
 
 def run(stack: Stack, mode_name: str, only: list[str] | None = None, wait: str = "page") -> dict:
     from dataclasses import replace
 
-    from . import common
-    from . import people as crowd
-    from .phases import in_flight, overhead, pages, reports
+    from .phases import in_flight, long_replies, overhead, pages, reports
 
     mode = replace(common.FULL if mode_name == "full" else common.SMOKE, wait=wait)
-    chats = [p for p in PHASES[:3] if only is None or p in only]
-    people = []
-    if chats:
-        people_count = max(*mode.levels, *mode.ttft_levels)
-        users = crowd.make_users("bench-user-", people_count)
-        common.log(f"logging {people_count} people in through the login form")
-        people = crowd.log_in(stack, users, parallel=2 * stack.web_processes)
-        crowd.open_chats(people, 1)
-        common.log("warm-up: one message per person (not measured)")
-        stack.simulator_control(reset=True, latency=mode.latency, token_delay=0)
-        crowd.conversation_loop(people, 1, (0.0, 0.5), "warm-up", how=mode.wait)
-    results = {}
-    for phase in PHASES:
-        if only is None or phase in only:
-            measure = {
-                "overhead": overhead.overhead,
-                "first_token": overhead.first_token,
-                "in_flight": in_flight.in_flight,
-                "pages": pages.pages,
-                "reports": reports.reports,
-            }[phase]
-            results[phase] = (
-                measure(stack, mode)
-                if phase in ("pages", "reports")
-                else measure(stack, mode, people)
-            )
-    return results
+    wanted = [p for p in PHASES if only is None or p in only]
+    people = warm_up(stack, mode) if set(wanted) & set(CHAT_PHASES) else []
+    measures = {
+        "overhead": overhead.overhead,
+        "first_token": overhead.first_token,
+        "in_flight": in_flight.in_flight,
+        "long_replies": long_replies.long_replies,
+        "pages": pages.pages,
+        "reports": reports.reports,
+    }
+    return {
+        phase: measures[phase](stack, mode, people)
+        if phase in CHAT_PHASES
+        else measures[phase](stack, mode)
+        for phase in wanted
+    }
+
+
+def warm_up(stack: Stack, mode: common.Mode) -> list:
+    """Log the people of the chat phases in, open a chat each, one message each."""
+    from . import people as crowd
+
+    people_count = max(*mode.levels, *mode.ttft_levels)
+    users = crowd.make_users("bench-user-", people_count)
+    common.log(f"logging {people_count} people in through the login form")
+    people = crowd.log_in(stack, users, parallel=2 * stack.web_processes)
+    crowd.open_chats(people, 1)
+    common.log("warm-up: one message per person (not measured)")
+    stack.simulator_control(reset=True, latency=mode.latency, token_delay=0)
+    crowd.conversation_loop(people, 1, (0.0, 0.5), "warm-up", how=mode.wait)
+    return people
 
 
 def failures(results: dict) -> list[str]:
@@ -176,11 +203,15 @@ def failures(results: dict) -> list[str]:
     for level in results["overhead"]["levels"] + results["first_token"]["levels"]:
         found += level["failures"]
     found += results["in_flight"]["failures"]
+    for row in results["long_replies"]["rows"]:
+        found += row["failures"]
+        if not row["intact"]:
+            found.append(f"long reply of {row['chars']:,} characters: saved text differs")
     return found
 
 
 def describe(stack: Stack, args: argparse.Namespace, duration: float) -> dict:
-    from . import common, targets
+    from . import targets
 
     mode = common.FULL if args.mode == "full" else common.SMOKE
     versions = targets.server_versions(stack.on_servers)
@@ -190,6 +221,7 @@ def describe(stack: Stack, args: argparse.Namespace, duration: float) -> dict:
     command = "make bench" if args.mode == "full" else "make bench BENCH=smoke"
     return {
         "mode": args.mode,
+        "backend": stack.backend,
         "command": command + f"  (python -m bench --mode {args.mode})",
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "duration": duration,
@@ -220,6 +252,14 @@ def describe(stack: Stack, args: argparse.Namespace, duration: float) -> dict:
             f"{mode.tabs_per_user} chats (tabs) each.",
             "Logins use the real password check (PBKDF2); users are created with one shared "
             "hash so seeding does not pay it 50 times.",
+            "CPU per completion: utime + stime from /proc, a snapshot before and after each "
+            "overhead level, divided by the completions the level made. Web and worker are "
+            "their process trees; PostgreSQL is every `postgres` process on the machine (with "
+            "the backends that ended meanwhile, which the postmaster inherits), Redis every "
+            "`redis-server` (so another database's backends on the same server count too: "
+            "run it on a quiet machine). /proc counts in ticks of 10 ms.",
+            "Machine speed: a fixed workload timed before the stack starts, best of 5: a "
+            "pure-Python loop (600,000 iterations) and SHA-256 over 128 MiB.",
         ],
     }
 

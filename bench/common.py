@@ -29,14 +29,19 @@ class Mode:
     page_reps: dict[int, int]
     report_sizes: tuple[int, ...]
     report_reps: dict[int, int]
+    long_rounds: int  # sends of each long reply (their web CPU is averaged)
+    long_sizes: tuple[int, ...] = (1_000, 4_000)  # characters of each long reply
+    long_readers: int = 10  # SSE connections watching each long reply
+    long_seconds: float = 2.0  # how long the longest reply streams (one token rate for all)
     # How browsers follow a reply: "page" (as the pending partial says), "sse" or "poll".
     wait: str = "page"
 
 
 FULL = Mode(
     name="full",
-    levels=(1, 10, 50),
-    rounds={1: 20, 10: 8, 50: 6},
+    # 20 people: the level the CPU-per-completion target is read at.
+    levels=(1, 20, 50),
+    rounds={1: 20, 20: 6, 50: 5},
     think=(0.5, 1.5),
     latency=0.5,
     ttft_levels=(1, 50),
@@ -52,6 +57,7 @@ FULL = Mode(
     page_reps={10: 60, 200: 40, 2000: 12, 0: 40},
     report_sizes=(10_000, 100_000, 1_000_000),
     report_reps={10_000: 10, 100_000: 7, 1_000_000: 5},
+    long_rounds=3,
 )
 
 SMOKE = Mode(
@@ -73,6 +79,7 @@ SMOKE = Mode(
     page_reps={10: 5, 60: 5, 0: 5},
     report_sizes=(1_000,),
     report_reps={1_000: 3},
+    long_rounds=1,
 )
 
 # SQLite loads rows through the ORM: the large sizes would take most of the time budget.

@@ -19,11 +19,14 @@ from html import unescape
 
 import requests
 
-POLL_RE = re.compile(r'hx-get="(/c/(\d+)/completions/(\d+)/)"')
+POLL_RE = re.compile(r'hx-get="(/c/\d+/completions/(\d+)/[^"]*)"')
 SSE_RE = re.compile(r'sse-connect="([^"]+)"')
+EVENTS_CID_RE = re.compile(r"/completions/(\d+)/")
 EVERY_RE = re.compile(r'hx-trigger="[^"]*every (\d+)(ms|s)')
-VALS_RE = re.compile(r"hx-vals='([^']*)'")
 DEFAULT_POLL_SECONDS = 0.4
+# Events that carry a reply's text: the text so far or a delta (`text-<i>`), or a choice's
+# whole text for a reader that joins late (`reset-<i>`).
+TEXT_EVENTS = ("text-", "reset-")
 
 
 @dataclass
@@ -41,10 +44,43 @@ class Reply:
     visible_wall: float | None = None
     final_status: str = ""
     error: str = ""
+    events: int = 0  # SSE events read
+    received_bytes: int = 0  # bytes of the event stream read
 
     @property
     def ok(self) -> bool:
         return not self.error and self.visible is not None and self.final_status == "succeeded"
+
+
+@dataclass
+class Pending:
+    """The pending reply a send answers with: where the page follows it."""
+
+    cid: int
+    poll_url: str  # the partial htmx polls (hx-get), with its query string if any
+    interval: float  # seconds between polls
+    events_url: str | None  # sse-connect (html-unescaped; may carry a signed token)
+
+    @property
+    def fallback_events_url(self) -> str:
+        """The event stream when forced to SSE on a partial that does not name one."""
+        return self.poll_url.split("?", 1)[0] + "events/"
+
+    @classmethod
+    def parse(cls, html: str) -> Pending | None:
+        poll, sse = POLL_RE.search(html), SSE_RE.search(html)
+        events_url = unescape(sse.group(1)) if sse else None
+        cid = poll.group(2) if poll else None
+        if cid is None and events_url and (found := EVENTS_CID_RE.search(events_url)):
+            cid = found.group(1)
+        if cid is None:
+            return None
+        every = EVERY_RE.search(html)
+        interval = DEFAULT_POLL_SECONDS
+        if every:
+            interval = int(every.group(1)) / (1000 if every.group(2) == "ms" else 1)
+        poll_url = unescape(poll.group(1)) if poll else ""
+        return cls(int(cid), poll_url, interval, events_url)
 
 
 class Browser:
@@ -99,43 +135,40 @@ class Browser:
         """
         reply = Reply()
         try:
-            reply.sent_wall = time.time()
-            reply.sent = time.monotonic()
-            response = self.session.post(
-                f"{self.base_url}/c/{pk}/messages/",
-                data={"content": text},
-                headers=self._headers(htmx=True),
-                timeout=self.timeout,
-            )
-            html = response.text
-            reply.posted = time.monotonic()
-            if response.status_code != 200:
-                reply.error = f"send: HTTP {response.status_code}"
+            pending = self.send(pk, text, reply)
+            if pending is None:
                 return reply
-            match = POLL_RE.search(html)
-            if match is None:
-                reply.error = "send: no pending reply in the answer"
-                return reply
-            poll_url, reply.cid = match.group(1), int(match.group(3))
-            every = EVERY_RE.search(html)
-            interval = (
-                int(every.group(1)) / (1000 if every.group(2) == "ms" else 1)
-                if every
-                else DEFAULT_POLL_SECONDS
-            )
-            sse = SSE_RE.search(html)
-            if how == "sse" or (how == "page" and sse is not None):
+            if how == "sse" or (how == "page" and pending.events_url is not None):
                 reply.how = "sse"
-                events_url = sse.group(1) if sse else f"{poll_url}events/"
-                vals = VALS_RE.search(html)
-                params = json.loads(unescape(vals.group(1))) if vals else {}
-                self._follow_events(events_url, poll_url, params, interval, reply, deadline)
+                self._follow_events(pending, reply, deadline)
             else:
                 reply.how = "poll"
-                self._follow_poll(poll_url, {}, interval, reply, deadline)
+                self._follow_poll(pending, reply, deadline)
         except requests.RequestException as error:
             reply.error = f"{type(error).__name__}: {error}"[:300]
         return reply
+
+    def send(self, pk: int, text: str, reply: Reply) -> Pending | None:
+        """POST the composer as htmx does; the pending reply it answers with, or None (and
+        `reply.error`) when there is none."""
+        reply.sent_wall = time.time()
+        reply.sent = time.monotonic()
+        response = self.session.post(
+            f"{self.base_url}/c/{pk}/messages/",
+            data={"content": text},
+            headers=self._headers(htmx=True),
+            timeout=self.timeout,
+        )
+        reply.posted = time.monotonic()
+        if response.status_code != 200:
+            reply.error = f"send: HTTP {response.status_code}"
+            return None
+        pending = Pending.parse(response.text)
+        if pending is None:
+            reply.error = "send: no pending reply in the answer"
+            return None
+        reply.cid = pending.cid
+        return pending
 
     def _poll(self, url: str, params: dict, reply: Reply) -> bool:
         """One GET of the pending partial; True once it answered 286 with the final reply."""
@@ -166,38 +199,34 @@ class Browser:
             self._second.cookies.update(self.session.cookies)
         return self._second
 
-    def _follow_poll(
-        self, url: str, params: dict, interval: float, reply: Reply, deadline: float
-    ) -> None:
+    def _follow_poll(self, pending: Pending, reply: Reply, deadline: float) -> None:
         """Poll the pending partial every `interval` until it answers 286, as htmx does."""
         while time.monotonic() - reply.sent < deadline:
-            time.sleep(interval)
-            if self._poll(url, params, reply):
+            time.sleep(pending.interval)
+            # Without the page's `live` value: the fallback poll shows the text as it grows.
+            if self._poll(pending.poll_url, {}, reply):
                 return
         reply.error = f"poll: no end of the reply after {deadline:.0f} s"
 
-    def _follow_events(
-        self,
-        url: str,
-        poll_url: str,
-        params: dict,
-        interval: float,
-        reply: Reply,
-        deadline: float,
-    ) -> None:
+    def _follow_events(self, pending: Pending, reply: Reply, deadline: float) -> None:
         """What the pending partial does with htmx's SSE extension: show each `text-<i>`
-        event and swap in the `done` event's HTML, the ended reply, which is when it is
-        visible. Only if the stream fails does the page fall back to polling."""
-        done = self._read_events(url, reply, deadline)
+        (or `reset-<i>`) event and swap in the `done` event's HTML, the ended reply, which
+        is when it is visible. Only if the stream fails does the page fall back to polling."""
+        done = self.read_events(pending.events_url or pending.fallback_events_url, reply, deadline)
         if done and reply.visible is None:
             reply.visible = reply.done
             reply.visible_wall = time.time()
         if reply.visible is None and not reply.error:
+            if not pending.poll_url:
+                reply.error = "events: the stream ended before `done`, and no poll to fall back on"
+                return
             # The stream broke off: the page polls for the text and the end instead.
-            self._follow_poll(poll_url, {}, interval, reply, deadline)
+            self._follow_poll(pending, reply, deadline)
 
-    def _read_events(self, url: str, reply: Reply, deadline: float) -> bool:
-        """Read the event stream until `done` (True) or it fails (False)."""
+    def read_events(self, url: str, reply: Reply, deadline: float) -> bool:
+        """Read the event stream until `done` (True) or it fails (False). Text arrives in
+        `text-<i>` events (the whole reply so far, or a delta to append) and `reset-<i>`
+        events (a choice's whole text, for a reader that joins late)."""
         with self.session.get(
             f"{self.base_url}{url}",
             headers={"Accept": "text/event-stream", "Cache-Control": "no-cache"},
@@ -213,12 +242,15 @@ class Browser:
                 if time.monotonic() - reply.sent > deadline:
                     reply.error = f"events: no end of the reply after {deadline:.0f} s"
                     return False
-                buffer += chunk
+                reply.received_bytes += len(chunk)
+                # Lines may end in CRLF; a CR at a chunk's end meets its LF in the next one.
+                buffer = (buffer + chunk).replace(b"\r\n", b"\n")
                 while b"\n\n" in buffer:
                     block, buffer = buffer.split(b"\n\n", 1)
                     event, data = _parse_event(block.decode())
-                    if event.startswith("text-") and reply.first_text is None and data:
-                        reply.first_text = time.monotonic()
+                    reply.events += bool(data) or event != "message"  # not a comment
+                    if event.startswith(TEXT_EVENTS) and data:
+                        reply.first_text = reply.first_text or time.monotonic()
                     elif event == "done":
                         reply.done = time.monotonic()
                         reply.final_status = "failed" if "reply-failed" in data else "succeeded"
@@ -227,6 +259,7 @@ class Browser:
 
 
 def _parse_event(block: str) -> tuple[str, str]:
+    """The event name and data of one SSE block (`id:`, `retry:` and comments ignored)."""
     event, data = "message", []
     for line in block.split("\n"):
         if line.startswith("event:"):

@@ -3,6 +3,7 @@ time they use."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -80,6 +81,8 @@ class MemorySampler:
 # --- CPU ---
 
 TICKS = os.sysconf("SC_CLK_TCK")
+# Server processes measured by their command name (/proc/<pid>/comm) when the stack uses them.
+SERVER_COMMANDS = {"postgresql": "postgres", "redis": "redis-server"}
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -91,6 +94,26 @@ def _cpu_ticks(pid: int) -> int:
         return 0
 
 
+def _server_ticks(commands: set[str]) -> dict[str, int]:
+    """utime + stime + cutime + cstime of every process whose command is one of `commands`,
+    summed per command. The reaped children's share counts: PostgreSQL's backends end with
+    their connection, and the postmaster that reaps them inherits their CPU time."""
+    found = dict.fromkeys(commands, 0)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                head, tail = f.read().rsplit(")", 1)
+            command = head.split("(", 1)[1]
+            if command in found:
+                fields = tail.split()
+                found[command] += sum(int(v) for v in fields[11:15])
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
 def machine_busy_ticks() -> int:
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
@@ -98,8 +121,9 @@ def machine_busy_ticks() -> int:
 
 
 class CpuMeter:
-    """CPU seconds used by each part of the stack (process trees), this process (the load
-    generator) and the whole machine, between two snapshots."""
+    """CPU seconds used by each part of the stack (process trees; PostgreSQL and Redis by
+    command name, when the stack runs on them), this process (the load generator) and the
+    whole machine, between two snapshots."""
 
     def __init__(self, stack: Stack) -> None:
         self.groups = {
@@ -107,6 +131,7 @@ class CpuMeter:
             "worker": [stack.process("worker").pid],
             "simulator": [stack.process("simulator").pid],
         }
+        self.servers = dict(SERVER_COMMANDS) if stack.on_servers else {}
 
     def snapshot(self) -> dict[str, float]:
         tree = _children()
@@ -118,6 +143,9 @@ class CpuMeter:
                 ticks += _cpu_ticks(pid)
                 todo.extend(tree.get(pid, []))
             taken[name] = ticks / TICKS
+        by_command = _server_ticks(set(self.servers.values()))
+        for name, command in self.servers.items():
+            taken[name] = by_command[command] / TICKS
         taken["load generator"] = _cpu_ticks(os.getpid()) / TICKS
         taken["machine"] = machine_busy_ticks() / TICKS
         taken["at"] = time.monotonic()
@@ -126,11 +154,58 @@ class CpuMeter:
     @staticmethod
     def cores(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
         """Average cores busy per part over the interval; the rest of the machine's busy
-        time (PostgreSQL, Redis, the kernel) as "other"."""
+        time (the kernel, other jobs) as "other"."""
         wall = after["at"] - before["at"]
         used = {k: (after[k] - before[k]) / wall for k in before if k not in ("at", "machine")}
-        used["other (PostgreSQL, Redis, kernel)"] = max(
+        used["other (kernel, other jobs)"] = max(
             0.0, (after["machine"] - before["machine"]) / wall - sum(used.values())
         )
         used["machine"] = (after["machine"] - before["machine"]) / wall
         return used
+
+    @staticmethod
+    def per_completion(
+        before: dict[str, float], after: dict[str, float], completions: int
+    ) -> dict[str, float]:
+        """Milliseconds of CPU per completion for each part (web, worker, and PostgreSQL and
+        Redis when measured), and web + worker + PostgreSQL as "total"."""
+        parts = [p for p in ("web", "worker", "postgresql", "redis") if p in before]
+        used = {p: (after[p] - before[p]) * 1000 / max(completions, 1) for p in parts}
+        used["total"] = sum(used[p] for p in ("web", "worker", "postgresql") if p in used)
+        return used
+
+
+# --- the machine's own speed ---
+
+PYTHON_LOOP_ITERATIONS = 600_000
+SHA256_BUFFER = bytes(range(256)) * (4 << 12)  # 4 MiB
+SHA256_PASSES = 32
+
+
+def _python_loop() -> int:
+    total, table = 0, {}
+    for i in range(PYTHON_LOOP_ITERATIONS):
+        total += i * i % 7
+        table[i & 1023] = total
+    return total
+
+
+def _sha256() -> bytes:
+    hasher = hashlib.sha256()
+    for _ in range(SHA256_PASSES):
+        hasher.update(SHA256_BUFFER)
+    return hasher.digest()
+
+
+def machine_speed(repeat: int = 5) -> dict[str, float]:
+    """Milliseconds for a fixed CPU workload, best of `repeat` (lower is faster): a
+    pure-Python loop (the interpreter's speed) and SHA-256 over 128 MiB (the core's)."""
+    best = {}
+    for name, work in (("python_ms", _python_loop), ("sha256_ms", _sha256)):
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - started)
+        best[name] = min(times) * 1000
+    return best

@@ -3,9 +3,10 @@ with the machine, the configuration, the command and each target marked met or m
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from .targets import cpu_table, lat, mark, targets, why
+from .targets import cpu_per_completion_table, cpu_table, find_level, lat, mark, ms, targets
 
 
 def _intro(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
@@ -15,8 +16,8 @@ def _intro(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     add("# Benchmarks\n")
     add(
         f"Written by `{meta['command']}` on {meta['date']} ({mode} mode, "
-        f"{meta['duration']:.0f} s). Every figure below comes from that one run; "
-        "rerun the command to refresh this page rather than editing it.\n"
+        f"{meta['duration']:.0f} s). Every figure above the History section comes from that "
+        "one run; rerun the command to refresh this page rather than editing it.\n"
     )
     add("Latencies are milliseconds, written p50 / p95 / p99.\n")
     return out
@@ -33,12 +34,8 @@ def _targets(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     missed = [t for t in targets(results) if t.met is False]
     if missed:
         add("\n### Why the missed targets are missed, and what would close them\n")
-        seen = set()
         for target in missed:
-            reason = why(target)
-            if reason and reason not in seen:
-                seen.add(reason)
-                add(f"- **{target.name}** ({target.miss}): {reason}")
+            add(f"- **{target.name}** ({target.miss})" + (f": {target.why}" if target.why else ""))
     add("")
     return out
 
@@ -54,9 +51,11 @@ def _machine(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
         ("CPU", f"{m['cpu']}, {m['cores']} cores available"),
         ("Memory", m["ram"]),
         ("OS, Python", f"{m['os']}, Python {m['python']}"),
+        ("Machine speed", speed_text(meta["speed"])),
         (
             "Background load",
-            f"{meta['background']:.2f} cores busy in the 3 s before the run (other jobs on "
+            f"{meta['background']:.2f} cores busy in the {meta['background_seconds']:g} s before "
+            "the run (other jobs on "
             'the machine; their share during the run is in the CPU tables\' "other" row)',
         ),
         ("Database", cfg["database"]),
@@ -105,15 +104,21 @@ def _overhead(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
         if level["failures"]:
             reasons = "; ".join(sorted(set(level["failures"]))[:5])
             add(f"\nFailed sends at {level['users']} users: {reasons}")
-    top = overhead["levels"][-1]
-    add(f"\nWhere the time goes at {top['users']} users (p50 / p95 / p99, one machine's clock):\n")
-    add("| Step | Time |")
-    add("|---|---|")
-    for step, stats in top["breakdown"].items():
-        add(f"| {step} | {lat(stats)} |")
+    levels = overhead["levels"]
+    add("\nWhere the time goes (p50 / p95 / p99, one machine's clock):\n")
+    add("| Step | " + " | ".join(_people(level["users"]) for level in levels) + " |")
+    add("|---|" + "---|" * len(levels))
+    for step in levels[0]["breakdown"]:
+        add(f"| {step} | " + " | ".join(lat(level["breakdown"][step]) for level in levels) + " |")
     add("")
+    add(cpu_per_completion_table(levels))
+    top = levels[-1]
     add(cpu_table(top["cpu"], f"the {top['users']}-user level", meta["machine"]["cores"]))
     return out
+
+
+def _people(count: int) -> str:
+    return f"{count} user" if count == 1 else f"{count} users"
 
 
 def _first_token(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
@@ -233,6 +238,43 @@ def _memory(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     return out
 
 
+def _long_replies(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    add = out.append
+    long = results["long_replies"]
+    add("## 6. Long replies: web CPU per reply and per reader\n")
+    add(
+        f"Each reply is the simulator's fixed Markdown text (the `content` fault), streamed "
+        f"at one token rate for every length ({long['token_delay'] * 1000:.1f} ms a token, "
+        f"{1 / long['token_delay']:.0f} tokens a second), "
+        f"in a conversation of its own, and watched live by {long['readers']} readers: SSE "
+        "connections on the reply's event stream (the pending partial's `sse-connect`), all "
+        "in the sender's session. Web CPU: utime + stime of the web processes' trees from "
+        "just before the send to the end of the last reader, in ticks of 10 ms"
+        + (f", averaged over {long['rounds']} sends of each" if long["rounds"] > 1 else "")
+        + "; per reader = per reply / readers (the send included).\n"
+    )
+    add(
+        "| Reply | Send to the last reader's end | Web CPU per reply | Per reader | "
+        "Events per reader | Received per reader | Failed readers | Saved intact |"
+    )
+    add("|---|---|---|---|---|---|---|---|")
+    for row in long["rows"]:
+        add(
+            f"| {row['chars']:,} characters | {row['seconds']:.1f} s | {ms(row['web_cpu_ms'])} ms "
+            f"| {ms(row['per_reader_ms'])} ms | {row['events_per_reader']:.0f} | "
+            f"{row['kb_per_reader']:.1f} KiB | {len(row['failures'])} | "
+            f"{'yes' if row['intact'] else '**no**'} |"
+        )
+    short, longest = long["rows"][0], long["rows"][-1]
+    add(
+        f"\nWeb CPU, {longest['chars']:,} / {short['chars']:,} characters: "
+        f"**{long['ratio']:.1f}x** for {long['length_ratio']:.1f}x the text (target ≤ 6x: "
+        "linear in the length; quadratic would be about 16x).\n"
+    )
+    return out
+
+
 def _method(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     out: list[str] = []
     add = out.append
@@ -244,9 +286,25 @@ def _method(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     return out
 
 
+def _history(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    add = out.append
+    add("## History\n")
+    add(
+        "The headline figures of each run written to this page, newest last; the rows are "
+        "kept when the page is rewritten. — : not measured in that mode.\n"
+    )
+    add("| " + " | ".join(HISTORY_COLUMNS) + " |")
+    add("|" + "---|" * len(HISTORY_COLUMNS))
+    out.extend(meta.get("history", []))
+    add("| " + " | ".join(history_row(results, meta)) + " |")
+    add("")
+    return out
+
+
 SECTIONS = (
     _intro, _targets, _machine, _overhead, _first_token, _in_flight, _pages, _reports, _memory,
-    _method,
+    _long_replies, _method, _history,
 )  # fmt: skip
 
 
@@ -262,6 +320,13 @@ def console(results: dict[str, Any]) -> str:
         lines.append(
             f"overhead, {level['users']:>3} users{'':17}{lat(level['overhead']):<22}"
             f"baseline {lat(level['baseline'])}, failed {len(level['failures'])}"
+        )
+    for level in results["overhead"]["levels"]:
+        cpu = level["cpu_per_completion"]
+        lines.append(
+            f"CPU per completion, {level['users']:>3} users{'':7}"
+            + ", ".join(f"{part} {value:.1f}" for part, value in cpu.items())
+            + " ms"
         )
     for level in results["first_token"]["levels"]:
         lines.append(
@@ -281,6 +346,13 @@ def console(results: dict[str, Any]) -> str:
             f"all-users report, {row['completions']:>9,} rows{'':6}{lat(row['all_users']):<22}"
             f"user {lat(row['user'])}"
         )
+    long = results["long_replies"]
+    for row in long["rows"]:
+        lines.append(
+            f"long reply, {row['chars']:>5,} characters{'':7}web CPU {ms(row['web_cpu_ms'])} ms, "
+            f"{ms(row['per_reader_ms'])} ms per reader ({long['readers']} readers)"
+        )
+    lines.append(f"long replies, web CPU ratio{'':14}{long['ratio']:.1f}x")
     memory = flight["memory"]
     lines.append(
         f"peak RSS in flight: web {memory['web_peak_mb']:.0f} MB, "
@@ -290,3 +362,71 @@ def console(results: dict[str, Any]) -> str:
     for target in targets(results):
         lines.append(f"target {target.name} ({target.limit}): {target.measured} -> {mark(target)}")
     return "\n".join(lines)
+
+
+# --- the history table ---
+
+HISTORY_HEADING = "## History"
+HISTORY_COLUMNS = (
+    "Date",
+    "Mode",
+    "Backend",
+    "Machine speed (Python / SHA-256)",
+    "Overhead p50, 1 person",
+    "Overhead p50 / p95, 50 people",
+    "First token p95, 50 streams",
+    "CPU per completion, 20 people (web + worker + PostgreSQL)",
+    "Chat page p95, in flight",
+    "In-flight failures",
+    "Worker peak RSS",
+)
+NOT_MEASURED = "—"
+
+
+def read_history(path: Path) -> list[str]:
+    """The rows of the History table of the page at `path` (none when it has none)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    if HISTORY_HEADING not in lines:
+        return []
+    table = []
+    for line in lines[lines.index(HISTORY_HEADING) + 1 :]:
+        if line.startswith("## "):
+            break
+        if line.startswith("|"):
+            table.append(line)
+    return table[2:]  # below the header and its separator
+
+
+def speed_text(speed: dict[str, float]) -> str:
+    return (
+        f"pure-Python loop {speed['python_ms']:.0f} ms, SHA-256 of 128 MiB "
+        f"{speed['sha256_ms']:.0f} ms (best of 5, timed before the stack starts; lower is "
+        "faster)"
+    )
+
+
+def history_row(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    """This run's headline figures, in HISTORY_COLUMNS order."""
+    levels = results["overhead"]["levels"]
+    one, twenty, fifty = (find_level(levels, "users", n) for n in (1, 20, 50))
+    streams = find_level(results["first_token"]["levels"], "streams", 50)
+    flight = results["in_flight"]
+    speed = meta["speed"]
+    return [
+        meta["date"],
+        meta["mode"],
+        meta["backend"],
+        f"{speed['python_ms']:.0f} / {speed['sha256_ms']:.0f} ms",
+        f"{ms(one['overhead']['p50'])} ms" if one else NOT_MEASURED,
+        f"{ms(fifty['overhead']['p50'])} / {ms(fifty['overhead']['p95'])} ms"
+        if fifty
+        else NOT_MEASURED,
+        f"{ms(streams['ttft_overhead']['p95'])} ms" if streams else NOT_MEASURED,
+        f"{twenty['cpu_per_completion']['total']:.1f} ms" if twenty else NOT_MEASURED,
+        f"{ms(flight['page']['p95'])} ms",
+        f"{len(flight['failures'])} of {flight['conversations']}",
+        f"{flight['memory']['worker_peak_mb']:.0f} MB",
+    ]

@@ -1,5 +1,6 @@
 """1. Overhead: what the app adds to a reply, against the upstream called directly, at 1,
-10 and 50 people; and the time to the first token of a streamed reply."""
+20 and 50 people, with the CPU each part spends per completion; and the time to the first
+token of a streamed reply."""
 
 from __future__ import annotations
 
@@ -23,27 +24,19 @@ def overhead(stack: Stack, mode: Mode, people: list[Person]) -> dict[str, Any]:
         replies = conversation_loop(
             people[:users], rounds, mode.think, f"overhead{users}", how=mode.wait
         )
-        cpu = meter.cores(before, meter.snapshot())
+        after = meter.snapshot()
         stack.check_alive()
+        completions = sum(1 for r in replies if r.cid)
         matched = line_up(replies, stack.simulator_timings())
         overheads = [
             (r.visible - r.sent) - (t["answered"] - t["received"]) for r, _row, t in matched
         ]
-        breakdown = _breakdown(matched)
-
-        log(f"overhead baseline: the upstream called directly, {users} at once x {rounds}")
-        stack.simulator_control(reset=True, latency=mode.latency, token_delay=0)
-        calls = direct_calls(stack, users, rounds, "baseline")
-        timings = stack.simulator_timings()
-        baseline = [
-            c.elapsed - (timings[c.response_id]["answered"] - timings[c.response_id]["received"])
-            for c in calls
-            if not c.error and c.response_id in timings
-        ]
+        calls, baseline = _baseline(stack, mode, users, rounds)
         levels.append(
             {
                 "users": users,
                 "sends": len(replies),
+                "completions": completions,
                 "failures": failures(replies),
                 "unmatched": len(replies) - len(matched) - len(failures(replies)),
                 "how": sorted({r.how for r in replies if r.how}),
@@ -52,11 +45,27 @@ def overhead(stack: Stack, mode: Mode, people: list[Person]) -> dict[str, Any]:
                 "upstream": summary([t["answered"] - t["received"] for _r, _row, t in matched]),
                 "baseline": summary(baseline),
                 "baseline_failures": [c.error for c in calls if c.error],
-                "breakdown": breakdown,
-                "cpu": cpu,
+                "breakdown": _breakdown(matched),
+                "cpu": meter.cores(before, after),
+                "cpu_per_completion": meter.per_completion(before, after, completions),
             }
         )
     return {"latency": mode.latency, "think": mode.think, "levels": levels}
+
+
+def _baseline(stack: Stack, mode: Mode, users: int, rounds: int) -> tuple[list, list[float]]:
+    """The upstream called directly at the same concurrency: the calls, and each one's
+    time beyond the upstream's own."""
+    log(f"overhead baseline: the upstream called directly, {users} at once x {rounds}")
+    stack.simulator_control(reset=True, latency=mode.latency, token_delay=0)
+    calls = direct_calls(stack, users, rounds, "baseline")
+    timings = stack.simulator_timings()
+    baseline = [
+        c.elapsed - (timings[c.response_id]["answered"] - timings[c.response_id]["received"])
+        for c in calls
+        if not c.error and c.response_id in timings
+    ]
+    return calls, baseline
 
 
 def _breakdown(matched: list[tuple[Reply, dict, dict]]) -> dict[str, dict[str, float]]:

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from bench.common import SQLITE_MAX_REPORT_ROWS, Mode, log, summary
-from bench.people import log_in, make_users
+from bench.people import Person, log_in, make_users
 from bench.stack import Stack
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-3.5-turbo")
@@ -101,17 +101,43 @@ def _load_completions_orm(first: int, last: int, owners: list[tuple[int, int]]) 
 
 
 def reports(stack: Stack, mode: Mode) -> dict[str, Any]:
-    from django.db import connection
     from django.utils import timezone
 
-    from conversations.models import Completion, Conversation
-    from conversations.usage import reports as usage
+    from conversations.models import Completion
 
     sizes = list(mode.report_sizes)
     note = ""
     if not stack.on_servers and max(sizes) > SQLITE_MAX_REPORT_ROWS:
         sizes = [s for s in sizes if s <= SQLITE_MAX_REPORT_ROWS]
         note = f"SQLite: rows loaded through the ORM, so at most {SQLITE_MAX_REPORT_ROWS:,}."
+    owners = _owners(stack)
+    [staff] = make_users("bench-staff-", 1, staff=True)
+    [staff_person] = log_in(stack, [staff], parallel=1)
+    end = timezone.localdate()
+    window = (end - timedelta(days=DAYS), end)
+    # The chat phases' completions are in the range too; the report counts them as well.
+    earlier = Completion.objects.count()
+    loaded, rows = 0, []
+    for size in sizes:
+        log(f"reports: loading completions up to {size:,}")
+        began = time.monotonic()
+        _load(stack, loaded, size, owners)
+        load_seconds = time.monotonic() - began
+        loaded = size
+        reps = mode.report_reps.get(size, 5)
+        log(f"reports: timing over {size:,} completions x {reps}")
+        timed = _time_reports(staff_person, window, owners[7][0], size + earlier, reps)
+        rows.append({"completions": size, "load_seconds": load_seconds, **timed})
+    return {"rows": rows, "note": note, "users": REPORT_USERS, "days": DAYS + 1}
+
+
+def _owners(stack: Stack) -> list[tuple[int, int]]:
+    """REPORT_USERS users with a conversation each: (user id, conversation id); on
+    PostgreSQL also in the `bench_owner` table the SQL load joins."""
+    from django.db import connection
+
+    from conversations.models import Conversation
+
     report_users = make_users("bench-report-", REPORT_USERS)
     conversations = Conversation.objects.bulk_create(
         [Conversation(owner=u, title="usage", model=MODELS[0]) for u in report_users]
@@ -124,54 +150,48 @@ def reports(stack: Stack, mode: Mode) -> dict[str, Any]:
                 "INSERT INTO bench_owner VALUES (%s, %s, %s)",
                 [(k, u, c) for k, (u, c) in enumerate(owners)],
             )
-    [staff] = make_users("bench-staff-", 1, staff=True)
-    [staff_person] = log_in(stack, [staff], parallel=1)
-    end = timezone.localdate()
-    start = end - timedelta(days=DAYS)
-    probe_user = owners[7][0]
-    # The chat phases' completions are in the range too; the report counts them as well.
-    earlier = Completion.objects.count()
-    loaded, rows = 0, []
-    for size in sizes:
-        log(f"reports: loading completions up to {size:,}")
-        began = time.monotonic()
-        if stack.on_servers:
-            # In slices, so each statement's deferred foreign-key checks stay small.
-            for first in range(loaded, size, 250_000):
-                _load_completions_sql(first, min(size, first + 250_000) - 1)
-            with connection.cursor() as cursor:
-                cursor.execute("VACUUM ANALYZE conversations_completion")
-        else:
-            _load_completions_orm(loaded, size - 1, owners)
-        load_seconds = time.monotonic() - began
-        loaded = size
-        reps = mode.report_reps.get(size, 5)
-        log(f"reports: timing over {size:,} completions x {reps}")
-        timed: dict[str, list[float]] = {"all_users": [], "by_model": [], "user": [], "page": []}
-        calls = {
-            "all_users": lambda: usage.all_users(start, end),
-            "by_model": lambda: usage.all_users(start, end, by_model=True),
-            "user": lambda: usage.user_drilldown(probe_user, start, end),
-        }
-        counted = sum(row["requests"] for row in calls["all_users"]())
-        if counted != size + earlier:
-            raise RuntimeError(f"the all-users report counted {counted} of {size + earlier}")
-        for _ in range(reps):
-            for name, call in calls.items():
-                began = time.perf_counter()
-                call()
-                timed[name].append(time.perf_counter() - began)
-            elapsed, response = staff_person.browser.get(
-                f"/usage/all/?start={start.isoformat()}&end={end.isoformat()}"
-            )
-            if response.status_code != 200:
-                raise RuntimeError(f"/usage/all/ answered {response.status_code}")
-            timed["page"].append(elapsed)
-        rows.append(
-            {
-                "completions": size,
-                "load_seconds": load_seconds,
-                **{name: summary(values) for name, values in timed.items()},
-            }
+    return owners
+
+
+def _load(stack: Stack, loaded: int, size: int, owners: list[tuple[int, int]]) -> None:
+    """Completions `loaded` .. `size` - 1."""
+    from django.db import connection
+
+    if not stack.on_servers:
+        _load_completions_orm(loaded, size - 1, owners)
+        return
+    # In slices, so each statement's deferred foreign-key checks stay small.
+    for first in range(loaded, size, 250_000):
+        _load_completions_sql(first, min(size, first + 250_000) - 1)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE conversations_completion")
+
+
+def _time_reports(
+    staff_person: Person, window: tuple, probe_user: int, expected: int, reps: int
+) -> dict[str, dict[str, float]]:
+    """Each report function in-process and the /usage/all/ page over HTTP, `reps` times."""
+    from conversations.usage import reports as usage
+
+    start, end = window
+    calls = {
+        "all_users": lambda: usage.all_users(start, end),
+        "by_model": lambda: usage.all_users(start, end, by_model=True),
+        "user": lambda: usage.user_drilldown(probe_user, start, end),
+    }
+    counted = sum(row["requests"] for row in calls["all_users"]())
+    if counted != expected:
+        raise RuntimeError(f"the all-users report counted {counted} of {expected}")
+    timed: dict[str, list[float]] = {"all_users": [], "by_model": [], "user": [], "page": []}
+    for _ in range(reps):
+        for name, call in calls.items():
+            began = time.perf_counter()
+            call()
+            timed[name].append(time.perf_counter() - began)
+        elapsed, response = staff_person.browser.get(
+            f"/usage/all/?start={start.isoformat()}&end={end.isoformat()}"
         )
-    return {"rows": rows, "note": note, "users": REPORT_USERS, "days": DAYS + 1}
+        if response.status_code != 200:
+            raise RuntimeError(f"/usage/all/ answered {response.status_code}")
+        timed["page"].append(elapsed)
+    return {name: summary(values) for name, values in timed.items()}
