@@ -154,6 +154,12 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "chatsite.wsgi.application"
 ASGI_APPLICATION = "chatsite.asgi.application"
+# Threads of a web process serving pages and forms (chatsite/asgi.py); keep it above
+# DB_POOL_MAX_SIZE only if requests often wait on something else than the database.
+WEB_THREADS = envint("WEB_THREADS", 32)
+# Serves a reply's event stream (its URL signed for the reader) ahead of Django's handler
+# (chatsite/asgi.py); empty: Django's own async view serves it.
+LIVE_EVENTS_APP = os.environ.get("LIVE_EVENTS_APP", "conversations.chat.live.application")
 
 DATABASE_URL = envsecret("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {
@@ -282,6 +288,8 @@ COMPLETION_RETRY_MAX_DELAY = envfloat("COMPLETION_RETRY_MAX_DELAY", 60.0)
 COMPLETION_LEASE_SECONDS = envfloat("COMPLETION_LEASE_SECONDS", OPENAI_TIMEOUT + 30)
 # A streamed reply still being written after this long is cut off, its text kept.
 COMPLETION_MAX_SECONDS = envfloat("COMPLETION_MAX_SECONDS", 1800.0)
+# How long a reply's event stream URL stays good (a reader reconnecting later polls).
+LIVE_TOKEN_SECONDS = envint("LIVE_TOKEN_SECONDS", int(COMPLETION_MAX_SECONDS) + 600)
 # A queued completion no worker has started after this long is sent again.
 COMPLETION_STALE_QUEUED_SECONDS = envfloat("COMPLETION_STALE_QUEUED_SECONDS", 60.0)
 COMPLETION_SWEEP_INTERVAL = envfloat("COMPLETION_SWEEP_INTERVAL", 30.0)

@@ -59,18 +59,63 @@ def events(
     """(event, data) pairs of an SSE response, as they arrive. With a `deadline` (a
     time.monotonic() value) the reading fails once it passes: keep-alive comments,
     which never end a stream, are checked too."""
-    event, data = "message", []
-    for raw in response.iter_lines(chunk_size=1, decode_unicode=True):
+    for event, data, _ in events_with_ids(response, deadline=deadline):
+        yield event, data
+
+
+def events_with_ids(
+    response: requests.Response, *, deadline: float | None = None
+) -> Iterator[tuple[str, str, str | None]]:
+    """(event, data, id) triples of an SSE response, as they arrive (see `events`)."""
+    parser = _Parser()
+    for line in response.iter_lines(chunk_size=1, decode_unicode=True):
         if deadline is not None and time.monotonic() > deadline:
             raise AssertionError("the reply stream did not end in time")
-        if raw == "":
-            if data:
-                yield event, "\n".join(data)
-            event, data = "message", []
-        elif raw.startswith("event:"):
-            event = raw[6:].strip()
-        elif raw.startswith("data:"):
-            data.append(raw[6:] if raw.startswith("data: ") else raw[5:])
+        yield from parser.send(line)
+
+
+def split_events(raw: str) -> list[tuple[str, str, str | None]]:
+    """(event, data, id) triples of SSE text already read."""
+    parser = _Parser()
+    found = []
+    for line in raw.split("\n"):
+        found.extend(parser.send(line))
+    return found
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.event, self.data, self.id = "message", [], None
+
+    def send(self, line: str) -> list[tuple[str, str, str | None]]:
+        if line == "":
+            found = [(self.event, "\n".join(self.data), self.id)] if self.data else []
+            self.event, self.data, self.id = "message", [], None
+            return found
+        if line.startswith("event:"):
+            self.event = line[6:].strip()
+        elif line.startswith("id:"):
+            self.id = line[3:].strip()
+        elif line.startswith("data:"):
+            self.data.append(line[6:] if line.startswith("data: ") else line[5:])
+        return []
+
+
+class Shown:
+    """What the page shows of a live reply, event by event: `text-N` adds its data to
+    choice N, `reset-N` replaces the choice's text (app.js does the same)."""
+
+    def __init__(self) -> None:
+        self.texts: dict[int, str] = {}
+
+    def apply(self, event: str, data: str) -> str | None:
+        """The choice's text after this event, or None for an event that is not text."""
+        kind, _, index = event.partition("-")
+        if kind not in ("text", "reset") or not index.isdigit():
+            return None
+        choice = int(index)
+        self.texts[choice] = data if kind == "reset" else self.texts.get(choice, "") + data
+        return self.texts[choice]
 
 
 def visible_text(html: str) -> str:
@@ -217,11 +262,13 @@ def send_and_read(chat: Chat, sender: WebProcess, reader: WebProcess) -> None:
     )
     assert stream.headers["Content-Type"].startswith("text/event-stream")
     done = None
+    shown = Shown()
     with stream:
         for event, data in events(stream, deadline=time.monotonic() + STREAM_DEADLINE):
-            if event.startswith("text-"):
+            now = shown.apply(event, data)
+            if now is not None:
                 chat.text_events += 1
-                assert text.startswith(visible_text(data)), (event, data)
+                assert text.startswith(now), (event, data, now)
             elif event == "done":
                 done = data
                 break

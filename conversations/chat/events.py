@@ -1,14 +1,9 @@
-"""Server-Sent Events for a reply being written: an async view served under ASGI.
-
-Every text event carries a choice's whole reply so far, rendered and sanitized, so a reader
-that joins late (a reload, another tab, another web process) shows it exactly once, with
-nothing missing. What the events say comes from the reply channel (chat.channel).
-"""
+"""The views of a reply being written: its event stream for a URL without a token (an
+async view; live.py has the events and serves the URLs with one), and Stop."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
@@ -17,32 +12,32 @@ from django.contrib.auth.views import redirect_to_login
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect
-from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
-from conversations.shared.rendering import render_markdown
-
-from . import channel, replies, selectors
+from . import channel, selectors
+from .live import events
 from .models import Completion
 from .services import conversations as services
 
 logger = logging.getLogger(__name__)
 
 
-def sse(event: str, data: str = "") -> str:
-    """One SSE event; each line of `data` gets its own `data:` field."""
-    lines = data.split("\n") if data else [""]
-    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
-
-
 async def completion_events(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
+    """The reply's event stream for a URL without a valid token (live.py serves those that
+    have one, ahead of Django): the session says who is asking."""
     user = await request.auser()
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     live = channel.reply_channel()
     completion = await sync_to_async(_completion_for)(user, pk, cid, live)
+    stream = events(
+        completion,
+        live,
+        language=request.LANGUAGE_CODE,
+        resume=request.headers.get("Last-Event-ID"),
+    )
     response = StreamingHttpResponse(
-        _events(request, completion, live), content_type="text/event-stream"
+        _closing(stream, completion.pk), content_type="text/event-stream"
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not hold events back
@@ -57,58 +52,13 @@ def _completion_for(user, pk: int, cid: int, live: channel.DatabaseChannel) -> C
     return completion
 
 
-async def _events(
-    request: HttpRequest, completion: Completion, live: channel.DatabaseChannel
-) -> AsyncIterator[str]:
-    pacer = channel.Pacer()
+async def _closing(stream: AsyncIterator[str], completion_id: int) -> AsyncIterator[str]:
     try:
-        async for update in live.follow(completion, pacer):
-            if isinstance(update, channel.Texts):
-                yield await _text_events(update.texts, pacer)
-            elif isinstance(update, channel.Status):
-                yield _status_event(update.state)
-            elif isinstance(update, channel.KeepAlive):
-                yield ": keep-alive\n\n"
-            else:
-                yield await _done_event(request, completion.pk, live)
-                return
+        async for text in stream:
+            yield text
     except DatabaseError:
         # The stream ends cleanly; the page connects again (or polls) once it is back.
-        logger.warning("Reply %s: the database is unavailable; stream closed", completion.pk)
-
-
-# Markdown is CPU work: it is rendered off the event loop, which serves every other stream.
-_render = sync_to_async(render_markdown, thread_sensitive=False)
-
-
-async def _text_events(texts: dict[int, str], pacer: channel.Pacer) -> str:
-    """One round: an event per choice, each with that choice's whole text so far."""
-    started = time.monotonic()
-    events = [sse(f"text-{index}", str(await _render(text))) for index, text in texts.items()]
-    pacer.sent(cost=time.monotonic() - started)
-    return "".join(events)
-
-
-def _status_event(state: str) -> str:
-    html = render_to_string("conversations/chat.html#working", {"state": state})
-    return sse("status", html.strip())
-
-
-async def _done_event(request: HttpRequest, completion_id: int, live) -> str:
-    """The last event: the ended reply's HTML, which the page swaps in for the live one."""
-    html = await sync_to_async(_render_ended)(request, completion_id, live)
-    return sse("done", html)
-
-
-def _render_ended(request: HttpRequest, completion_id: int, live) -> str:
-    completion = Completion.objects.select_related("conversation", "request_message").get(
-        pk=completion_id
-    )
-    try:
-        return replies.render_ended(request, completion)
-    finally:
-        if live.reader_releases_connection:
-            connection.close()
+        logger.warning("Reply %s: the database is unavailable; stream closed", completion_id)
 
 
 @login_required

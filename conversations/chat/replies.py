@@ -3,11 +3,14 @@ reply (partial text too, when a stream broke) and, for a failure, the error and 
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.utils import translation
 
 from . import selectors
-from .models import Completion
+from .models import Completion, Conversation, Message
+from .selectors import Reply
 
 TEMPLATE = "conversations/chat.html"
 
@@ -23,6 +26,23 @@ def ended_context(completion: Completion) -> dict:
     }
 
 
-def render_ended(request: HttpRequest, completion: Completion) -> str:
-    """The ended completion's HTML, for the `done` event of its reply stream."""
+def render_ended(request: HttpRequest | None, completion: Completion) -> str:
+    """The ended completion's HTML, for the `done` event of its reply stream (its forms
+    carry no CSRF field without a request: htmx sends the token in a header)."""
     return render_to_string(f"{TEMPLATE}#ended", ended_context(completion), request=request)
+
+
+def ended_html(completion: Completion, choices: list[Message]) -> dict[str, str]:
+    """The ended reply's HTML in every language of the site, from the rows as the worker
+    has just saved them (no query): the event stream sends it on as it is."""
+    reply = Reply(position=choices[0].position if choices else 0, choices=choices)
+    context = {
+        "conversation": Conversation(pk=completion.conversation_id),
+        "reply": reply if choices else None,
+        "failed": completion if completion.status == Completion.Status.FAILED else None,
+    }
+    html = {}
+    for language, _name in settings.LANGUAGES:
+        with translation.override(language):
+            html[language] = render_to_string(f"{TEMPLATE}#ended", context)
+    return html

@@ -1,9 +1,14 @@
-"""Template tags of the chat page: message text as HTML, and the few inline SVG icons."""
+"""Template tags of the chat page: message text as HTML, a reply's event stream URL, and
+the few inline SVG icons."""
 
 from django import template
+from django.conf import settings
+from django.urls import reverse
+from django.utils import translation
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from conversations.chat import live
 from conversations.shared.rendering import render_markdown, render_plain
 
 register = template.Library()
@@ -27,6 +32,23 @@ def markdown(text: str) -> SafeString:
 @register.simple_tag
 def plain(text: str) -> SafeString:
     return render_plain(text)
+
+
+@register.simple_tag(takes_context=True)
+def live_events_url(context, conversation, completion) -> str:
+    """The reply's event stream, with the token that lets chat.live serve it ahead of
+    Django for this user, session and language."""
+    url = reverse("completion_events", args=[conversation.pk, completion.pk])
+    request = context.get("request")
+    if not settings.LIVE_EVENTS_APP or request is None:
+        return url
+    token = live.token_for(
+        user_id=request.user.pk,
+        completion_id=completion.pk,
+        session_key=request.session.session_key,
+        language=translation.get_language(),
+    )
+    return f"{url}?t={token}"
 
 
 @register.simple_tag

@@ -172,6 +172,18 @@
   });
 
   // --- Live replies: follow the stream; poll for the text itself if SSE cannot connect. ---
+  // A choice's text arrives as plain text: `text-N` adds a piece, `reset-N` is the whole
+  // text so far (a late reader's first, or a retry starting again). Added as text nodes,
+  // never parsed as HTML; the `done` event then swaps in the rendered reply.
+  document.addEventListener("htmx:sseBeforeMessage", function (event) {
+    const choice = event.target;
+    const message = event.detail;
+    if (!choice.hasAttribute || !choice.hasAttribute("data-choice") || !message || !message.type) return;
+    event.preventDefault();
+    if (message.type.startsWith("reset-")) choice.textContent = message.data;
+    else choice.append(message.data);
+    if (stickToBottom) scrollToNewest();
+  });
   document.addEventListener("htmx:sseMessage", function () {
     if (stickToBottom) scrollToNewest();
   });

@@ -4,7 +4,6 @@ the dead attempt's words before the new ones (issue 13, defect 3)."""
 from __future__ import annotations
 
 import asyncio
-import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -15,11 +14,13 @@ from django.test import AsyncClient
 from django.utils import timezone
 
 from conversations.chat import channel, tasks
-from conversations.chat.channel.redis import LiveText
+from conversations.chat.channel.base import Texts
+from conversations.chat.channel.redis import LiveText, _resume_point
 from conversations.chat.services import completions
 from conversations.chat.services import conversations as chat_services
 from conversations.models import Completion
 from conversations.upstream import sse
+from tests.http import Shown, split_events
 
 DEAD = "words of the attempt that died"
 
@@ -28,24 +29,34 @@ def test_entries_of_an_older_attempt_are_dropped_and_a_newer_one_starts_again():
     live = LiveText()
     live.add({"s": "running", "a": "1"})
     live.add({"i": "0", "d": DEAD, "a": "1"})
-    assert live.take_unsent() == {0: DEAD}
+    first = live.take("1-0.1")
+    assert first.texts == {0: DEAD} and first.replaced == {0}  # a new reader: the whole text
+    live.add({"i": "0", "d": " more", "a": "1"})
+    assert live.take("2-0.1") == Texts({0: " more"}, frozenset(), "2-0.1")  # then pieces
     live.add({"s": "running", "a": "2"})
-    assert live.take_unsent() == {0: ""}  # the page clears the dead text at once
+    assert live.take("3-0.2") == Texts({0: ""}, frozenset({0}), "3-0.2")  # cleared at once
     live.add({"i": "0", "d": "fresh", "a": "2"})
     live.add({"i": "0", "d": " late zombie words", "a": "1"})
-    assert live.take_unsent() == {0: "fresh"}
+    assert live.take("5-0.2").texts == {0: "fresh"}
 
 
-def visible(html: str) -> str:
-    return re.sub(r"<[^>]+>", "", html).strip()
+def test_a_reader_resuming_from_an_event_id_gets_pieces_and_a_retry_clears_the_page():
+    entry, live = _resume_point("7-0.1", choices=2)
+    assert entry == "7-0"
+    live.add({"i": "1", "d": " on", "a": "1"})
+    assert live.take("8-0.1") == Texts({1: " on"}, frozenset(), "8-0.1")
+    live.add({"s": "running", "a": "2"})  # the page shows attempt 1's text in both choices
+    assert live.take("9-0.2") == Texts({0: "", 1: ""}, frozenset({0, 1}), "9-0.2")
+    assert _resume_point("garbage", choices=1)[0] == "0-0"  # from the start, whole texts
+    assert _resume_point(None, choices=1)[1].fresh
 
 
-def text_events(raw: str) -> list[str]:
-    found = []
-    for block in raw.split("\n\n"):
-        lines = block.split("\n")
-        if lines and lines[0] == "event: text-0":
-            found.append(visible("\n".join(line[6:] for line in lines[1:])))
+def shown_texts(raw: str) -> list[str]:
+    """Choice 0's text as the page shows it after each of its events."""
+    shown, found = Shown(), []
+    for event, data, _ in split_events(raw):
+        if event.endswith("-0") and (now := shown.apply(event, data)) is not None:
+            found.append(now)
     return found
 
 
@@ -84,14 +95,14 @@ def test_a_reader_never_shows_a_dead_attempts_text_with_the_retry(
         response = await reader.get(url)
         chunks = aiter(response.streaming_content)
         seen = ""
-        while "event: text-0" not in seen:  # the dead attempt's words, replayed
+        while "event: reset-0" not in seen:  # the dead attempt's words, replayed
             seen += (await asyncio.wait_for(anext(chunks), 10)).decode()
         retry = asyncio.create_task(asyncio.to_thread(attempt_two))
         async for chunk in chunks:
             seen += chunk.decode()
             if "event: done" in seen:
                 break
-        return text_events(seen), await asyncio.wait_for(retry, 20)
+        return shown_texts(seen), await asyncio.wait_for(retry, 20)
 
     # In a thread of its own: the browser tests' Playwright loop may run in this one.
     with ThreadPoolExecutor(max_workers=1) as pool:

@@ -33,7 +33,7 @@ from django.contrib.auth.models import User
 from conversations.chat.services import conversations as chat_services
 from conversations.models import Completion, Message
 from conversations.shared.rendering import render_markdown
-from tests.http import Page
+from tests.http import Page, Shown
 from tests.services import RedisServer
 from tests.support import Simulator, WebProcess, WorkerProcess, wait_for
 from tests.tcpproxy import TcpProxy
@@ -287,9 +287,11 @@ def _read(reply: Reply, readers: list[WebProcess], deadline: float) -> None:
                     reply.read_errors.append(f"{web.port}: HTTP {response.status_code}")
                 else:
                     reply.connections.append(web.port)
+                    shown = Shown()
                     for event, data in sse_events(response, deadline):
-                        if event.startswith("text-"):
-                            reply.live.append(visible(data))
+                        now = shown.apply(event, data)
+                        if now is not None:
+                            reply.live.append(visible(now))
                         elif event == "done":
                             reply.done_html = data
                             reply.ended_at = time.time()

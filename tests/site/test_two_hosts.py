@@ -31,7 +31,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 
 from conversations.models import Completion, Message
-from tests.http import Chat, Page, events, send_and_read, visible_text
+from tests.http import Chat, Page, Shown, events, send_and_read
 from tests.support import Simulator, WebProcess, WorkerProcess, subprocess_env, wait_for
 from tests.support import test_database_url as database_url  # not collected as a test
 from tests.tcpproxy import TcpProxy
@@ -325,10 +325,12 @@ def test_a_reply_cut_off_by_a_killed_worker_on_one_host_is_finished_on_the_other
     )
     hosts.worker_b.start()
     done = None
+    shown = Shown()
     with stream:
         for event, data in events(stream, deadline=time.monotonic() + STREAM_DEADLINE):
-            if event.startswith("text-"):
-                assert text.startswith(visible_text(data)), (event, data)
+            now = shown.apply(event, data)
+            if now is not None:
+                assert text.startswith(now), (event, data, now)
             elif event == "done":
                 done = data
                 break

@@ -24,14 +24,21 @@ class Status:
 
 @dataclass(frozen=True)
 class Texts:
-    """The whole text so far of each choice that changed (a retry may make it shorter)."""
+    """Text to add to each choice that changed; for the choices in `replaced`, the whole
+    text so far instead (a reader's first, or a retry that starts again). `event_id` lets
+    a reader that reconnects go on from here (None: it starts again)."""
 
     texts: dict[int, str]
+    replaced: frozenset[int] = frozenset()
+    event_id: str | None = None
 
 
 @dataclass(frozen=True)
 class Ended:
-    """The reply has ended (saved, stopped or failed): the database has it whole."""
+    """The reply has ended (saved, stopped or failed): the database has it whole, and
+    `html` the ended reply's HTML in each language when the worker sent it along."""
+
+    html: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -44,9 +51,8 @@ Update = Status | Texts | Ended | KeepAlive
 
 class Pacer:
     """When a reader may send text next: at most one round per STREAM_EVENT_MIN_INTERVAL,
-    and rarer as each round grows dearer to render (the reply's length), so one reader of
-    a huge reply takes a bounded share of a core. The event stream reports each round's
-    `cost` after rendering it."""
+    however fast tokens come, and rarer when a round costs more (`cost`, reported by the
+    event stream after each)."""
 
     def __init__(self) -> None:
         self.last = 0.0

@@ -66,8 +66,11 @@ class DatabaseChannel:
     def publish_status(self, completion_id: int, state: str, *, attempt: int) -> None:
         """Readers see the state in the completion's row."""
 
-    def publish_end(self, completion_id: int, ending: str) -> None:
+    def publish_end(self, completion_id: int, ending: str, *, html: dict | None = None) -> None:
         """Readers see the end in the completion's row."""
+
+    # The ended reply's HTML is worth making in the worker only if the channel carries it.
+    carries_ended_html = False
 
     def request_stop(self, completion_id: int) -> None:
         """The completion's `stop_requested` flag, set by the service, is the request."""
@@ -77,8 +80,12 @@ class DatabaseChannel:
 
     # --- Reader side ---
 
-    async def follow(self, completion: Completion, pacer: Pacer) -> AsyncIterator[Update]:
-        """The reply's state and text as they change, until it ends."""
+    async def follow(
+        self, completion: Completion, pacer: Pacer, *, resume: str | None = None
+    ) -> AsyncIterator[Update]:
+        """The reply's state and text as they change, until it ends. Each choice's first
+        text is its whole text so far (the page may show an older one); then what was added,
+        or the whole text again when it changed otherwise (a retry). No resuming here."""
         sent: dict[int, str] = {}
         sent_state = None  # the page may show an older state than the one at connection time
         started = last_beat = time.monotonic()
@@ -91,11 +98,10 @@ class DatabaseChannel:
             if now.active and now.live_state != sent_state:
                 sent_state = now.live_state
                 yield Status(now.live_state)
-            # A retry starts the text again: then it is sent shorter, or empty.
-            changed = {i: t for i, t in now.contents.items() if sent.get(i, "") != t}
-            if now.active and changed and pacer.due():
-                sent |= changed
-                yield Texts(changed)
+            if now.active and pacer.due():
+                update = _changes(sent, now.contents)
+                if update.texts:
+                    yield update
             moment = time.monotonic()
             if not now.active:
                 yield Ended()
@@ -106,3 +112,19 @@ class DatabaseChannel:
                 last_beat = moment
                 yield KeepAlive()
             await asyncio.sleep(settings.STREAM_POLL_INTERVAL)
+
+
+def _changes(sent: dict[int, str], contents: dict[int, str]) -> Texts:
+    """What a reader that has `sent` must be sent to show `contents` (and `sent` updated)."""
+    texts, replaced = {}, set()
+    for index, text in contents.items():
+        before = sent.get(index)
+        if before == text:
+            continue
+        if before is not None and text.startswith(before):
+            texts[index] = text[len(before) :]
+        else:
+            texts[index] = text
+            replaced.add(index)
+        sent[index] = text
+    return Texts(texts, frozenset(replaced))

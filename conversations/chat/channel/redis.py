@@ -59,21 +59,31 @@ def stop_key(completion_id: int) -> str:
 class LiveText:
     """A reply's text as its Redis Stream tells it, for the attempt in force: entries of an
     earlier attempt (a worker that died mid-reply) are dropped, and a newer attempt starts
-    the text again, so a retry never shows the text twice."""
+    the text again, so a retry never shows the text twice. What is taken out is what the
+    reader has not shown yet: pieces to add, or the whole text of a choice in `replaced`
+    (every choice's first, for a reader that starts from the beginning: `fresh`)."""
 
     attempt: int = 0
+    fresh: bool = True
+    choices: int = 1  # how many the call asked for (n)
     contents: dict[int, str] = field(default_factory=dict)
-    unsent: set[int] = field(default_factory=set)
+    pending: dict[int, str] = field(default_factory=dict)
+    replaced: set[int] = field(default_factory=set)
+
+    @property
+    def unsent(self) -> bool:
+        return bool(self.pending or self.replaced)
 
     def _current(self, fields: dict[str, str]) -> bool:
         attempt = int(fields.get("a") or 0)
         if attempt < self.attempt:
             return False
         if attempt > self.attempt:
+            if not self.fresh:  # the page shows an older attempt's text: clear it
+                self.replaced |= set(range(self.choices)) | set(self.contents)
             self.attempt = attempt
-            for index in self.contents:
-                self.contents[index] = ""
-                self.unsent.add(index)
+            self.contents = dict.fromkeys(self.contents, "")
+            self.pending.clear()
         return True
 
     def add(self, fields: dict[str, str]) -> str | None:
@@ -84,13 +94,30 @@ class LiveText:
             return fields["s"]
         index = int(fields["i"])
         self.contents[index] = self.contents.get(index, "") + fields["d"]
-        self.unsent.add(index)
+        if self.fresh:
+            self.replaced.add(index)
+        elif index not in self.replaced:
+            self.pending[index] = self.pending.get(index, "") + fields["d"]
         return None
 
-    def take_unsent(self) -> dict[int, str]:
-        texts = {index: self.contents[index] for index in sorted(self.unsent)}
-        self.unsent.clear()
-        return texts
+    def take(self, event_id: str) -> Texts:
+        texts = {index: self.contents.get(index, "") for index in self.replaced}
+        for index, piece in self.pending.items():
+            texts.setdefault(index, piece)
+        update = Texts(dict(sorted(texts.items())), frozenset(self.replaced), event_id)
+        self.pending.clear()
+        self.replaced.clear()
+        self.fresh = False
+        return update
+
+
+def _resume_point(resume: str | None, choices: int) -> tuple[str, LiveText]:
+    """Where to read from, given the last event id a reader has ("<entry id>.<attempt>")."""
+    if resume:
+        entry, _, attempt = resume.rpartition(".")
+        if entry and attempt.isdigit():
+            return entry, LiveText(attempt=int(attempt), fresh=False, choices=choices)
+    return "0-0", LiveText(choices=choices)
 
 
 class RedisChannel(DatabaseChannel):
@@ -135,8 +162,14 @@ class RedisChannel(DatabaseChannel):
         """ "running" starts an attempt: readers forget the text of the attempts before it."""
         self._add(completion_id, {"s": state, "a": attempt}, "state")
 
-    def publish_end(self, completion_id: int, ending: str) -> None:
-        self._add(completion_id, {"end": str(ending)}, "end")
+    carries_ended_html = True
+
+    def publish_end(self, completion_id: int, ending: str, *, html: dict | None = None) -> None:
+        """The end entry, with the ended reply's HTML in each language when the worker has
+        made it (then a reader sends it on without a query or a template)."""
+        entry = {"end": str(ending)}
+        entry |= {f"html:{language}": text for language, text in (html or {}).items()}
+        self._add(completion_id, entry, "end")
 
     def request_stop(self, completion_id: int) -> None:
         try:
@@ -152,12 +185,14 @@ class RedisChannel(DatabaseChannel):
 
     # --- Reader side ---
 
-    async def follow(self, completion: Completion, pacer: Pacer) -> AsyncIterator[Update]:
-        """Replay the reply's stream from its start, then follow it until its end entry."""
+    async def follow(
+        self, completion: Completion, pacer: Pacer, *, resume: str | None = None
+    ) -> AsyncIterator[Update]:
+        """Replay the reply's stream from its start (or from `resume`, the last event id a
+        reader has), then follow it until its end entry."""
         key = stream_key(completion.pk)
-        live = LiveText()
-        last_id = "0-0"
-        if completion.is_active:
+        last_id, live = _resume_point(resume, len(completion.choice_indexes))
+        if completion.is_active and resume is None:
             yield Status(completion.live_state)
         started = time.monotonic()
         while time.monotonic() - started < MAX_STREAM_SECONDS:
@@ -188,23 +223,24 @@ class RedisChannel(DatabaseChannel):
                     return
                 continue
             ended, state, last_id = _read(batches, live, last_id)
-            if ended:
-                yield Ended()
+            if ended is not None:
+                yield Ended(ended or None)
                 return
             if state is not None:
                 yield Status(state)
             if live.unsent and pacer.due():
-                yield Texts(live.take_unsent())
+                yield live.take(f"{last_id}.{live.attempt}")
 
 
-def _read(batches, live: LiveText, last_id: str) -> tuple[bool, str | None, str]:
-    """Take a batch of entries in: whether it holds the end, the newest state, the last id."""
-    ended, state = False, None
+def _read(batches, live: LiveText, last_id: str) -> tuple[dict | None, str | None, str]:
+    """Take a batch of entries in: the end's HTML by language when it holds the end entry
+    (else None), the newest state, and the last entry's id."""
+    ended, state = None, None
     for _key, entries in batches:
         for entry_id, fields in entries:
             last_id = entry_id
             if "end" in fields:
-                ended = True
+                ended = {k[5:]: v for k, v in fields.items() if k.startswith("html:")}
             else:
                 state = live.add(fields) or state
     return ended, state, last_id

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from conversations.billing import budgets, pricing
-from conversations.chat import channel
+from conversations.chat import channel, replies
 from conversations.chat.models import Completion, Conversation, LiveState, Message
 from conversations.shared import transactions
 from conversations.shared.rendering import render_markdown_for_storage
@@ -56,10 +56,19 @@ def completion_attempt(*, claim: Claim) -> Outcome:
     if claim.completion.request_body.get("stream"):
         return StreamAttempt(claim).run()
     response = completion_call(claim=claim)
-    if not _save_result(claim=claim, response=response, message_status=Message.Status.COMPLETE):
+    saved = _save_result(claim=claim, response=response, message_status=Message.Status.COMPLETE)
+    if saved is None:
         return Outcome.LOST
-    channel.reply_channel().publish_end(claim.completion.pk, Outcome.SUCCEEDED)
+    _publish_end(claim, Outcome.SUCCEEDED, saved)
     return Outcome.SUCCEEDED
+
+
+def _publish_end(claim: Claim, outcome: Outcome, saved: list[Message]) -> None:
+    """Tell readers the reply ended, with its HTML when the channel carries it (made here
+    once, from the rows just saved, rather than by each reader's web process)."""
+    live = channel.reply_channel()
+    html = replies.ended_html(claim.completion, saved) if live.carries_ended_html else None
+    live.publish_end(claim.completion.pk, outcome, html=html)
 
 
 def _release_connection() -> None:
@@ -178,10 +187,10 @@ class StreamAttempt:
         saved = _save_result(
             claim=self.claim, response=response, message_status=status, rows=self.rows
         )
-        if not saved:
+        if saved is None:
             return Outcome.LOST
         outcome = Outcome.STOPPED if stopped else Outcome.SUCCEEDED
-        self.live.publish_end(self.completion.pk, outcome)
+        _publish_end(self.claim, outcome, saved)
         return outcome
 
     def save_partial(self, error: protocol.UpstreamError) -> Outcome:
@@ -194,9 +203,9 @@ class StreamAttempt:
             completion_status=Completion.Status.FAILED,
             error=error,
         )
-        if not saved:
+        if saved is None:
             return Outcome.LOST
-        self.live.publish_end(self.completion.pk, Outcome.FAILED)
+        _publish_end(self.claim, Outcome.FAILED, saved)
         return Outcome.FAILED
 
     def cut_at_time_limit(self) -> Outcome:
@@ -366,12 +375,13 @@ def _save_result(
     completion_status: str = Completion.Status.SUCCEEDED,
     error: protocol.UpstreamError | None = None,
     rows: dict[int, int] | None = None,
-) -> bool:
+) -> list[Message] | None:
     """Save the reply (a message per choice), its usage and its budget in one transaction
     of five statements or so. `rows`: the reply's rows this attempt knows exist (ids by
     choice index; {} for none), or None when an earlier attempt may have left some.
 
-    Returns False, saving nothing, when the claim was lost to another worker."""
+    Returns the reply's rows as saved (and the completion's fields set on
+    `claim.completion`), or None, saving nothing, when the claim was lost."""
     completion = claim.completion
     now = timezone.now()
     fields = _result_fields(claim, response, status=completion_status, error=error, now=now)
@@ -383,12 +393,12 @@ def _save_result(
     if rows is None and completion.attempts == 1:
         rows = {}  # the first attempt made no rows but those it knows of
 
-    def save() -> bool:
+    def save() -> list[Message] | None:
         # The budget is settled in the same update: the claim makes it happen once.
         if not held(claim).update(**fields, budget_settled=True):
             logger.info("Completion %s was claimed elsewhere; reply discarded", completion.pk)
-            return False
-        _store_choices(completion, choices, status=message_status, now=now, rows=rows)
+            return None
+        saved = _store_choices(completion, choices, status=message_status, now=now, rows=rows)
         Conversation.objects.filter(pk=completion.conversation_id).update(last_activity_at=now)
         budgets.period_adjust(
             user_id=completion.user_id,
@@ -397,9 +407,13 @@ def _save_result(
             used_tokens=fields["total_tokens"] or 0,
             used_cost=fields["cost"] or Decimal(0),
         )
-        return True
+        return saved
 
-    return transactions.atomic_with_retry(save)
+    saved = transactions.atomic_with_retry(save)
+    if saved is not None:
+        for name, value in fields.items():
+            setattr(completion, name, value)
+    return saved
 
 
 def _store_choices(
@@ -409,9 +423,10 @@ def _store_choices(
     status: str,
     now: datetime,
     rows: dict[int, int] | None,
-) -> None:
+) -> list[Message]:
+    """Write each choice into its row (or a new one); returns the rows as they now are."""
     existing, position = _reply_rows(completion, rows)
-    new_rows = []
+    saved, new_rows = [], []
     for order, (choice, html) in enumerate(choices):
         fields = {
             "content": choice.content,
@@ -421,21 +436,38 @@ def _store_choices(
         }
         if choice.index in existing:
             Message.objects.filter(pk=existing[choice.index]).update(**fields)
+            saved.append(_row(completion, choice.index, existing[choice.index], fields, now))
             continue
         if position is None:  # a choice the stream never wrote to: beside the others
             position = Message.objects.values_list("position", flat=True).get(
                 pk=next(iter(existing.values()))
             )
-        new_rows.append(
-            Message(
-                conversation_id=completion.conversation_id,
-                role=Message.Role.ASSISTANT,
-                position=position,
-                completion=completion,
-                choice_index=choice.index,
-                is_selected=(order == 0),
-                created_at=now,
-                **fields,
-            )
+        message = Message(
+            conversation_id=completion.conversation_id,
+            role=Message.Role.ASSISTANT,
+            position=position,
+            completion=completion,
+            choice_index=choice.index,
+            is_selected=(order == 0),
+            created_at=now,
+            **fields,
         )
+        new_rows.append(message)
+        saved.append(message)
     Message.objects.bulk_create(new_rows)
+    return saved
+
+
+def _row(completion: Completion, index: int, pk: int, fields: dict, now: datetime) -> Message:
+    """A row the stream made (first choice selected), as it is once saved."""
+    return Message(
+        pk=pk,
+        conversation_id=completion.conversation_id,
+        role=Message.Role.ASSISTANT,
+        position=0,
+        completion=completion,
+        choice_index=index,
+        is_selected=(index == 0),
+        created_at=now,
+        **fields,
+    )
