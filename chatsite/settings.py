@@ -324,11 +324,11 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-# Sessions are read from that shared cache (the database only on a miss, and on every
-# write): no query per request. Not with the per-process memory cache, which another web
-# process would not see emptied at log-out.
+# Sessions are read from that shared cache (the database only on a miss, on every write,
+# and while the cache is away): no query per request. Not with the per-process memory
+# cache, which another web process would not see emptied at log-out.
 if REDIS_URL:
-    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    SESSION_ENGINE = "conversations.accounts.sessions"
 
 CELERY_BROKER_URL = envsecret("CELERY_BROKER_URL") or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):

@@ -209,6 +209,8 @@ async def _stream(send, completion, live, claims: dict, scope) -> None:
             await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
     except DatabaseError:
         logger.warning("Reply %s: the database is unavailable; stream closed", completion.pk)
+    except Exception:  # the page polls instead; the response still ends properly
+        logger.exception("Reply %s: the event stream failed", completion.pk)
     finally:
         logger.debug("Reply %s stream: %.1fs", completion.pk, time.monotonic() - started)
     await send({"type": "http.response.body", "body": b""})

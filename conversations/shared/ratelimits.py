@@ -19,18 +19,22 @@ How a rate ("at most `limit` events per `window` seconds") is counted:
   returned, so parallel requests cannot all slip in under the limit. A refused event
   is taken back: the wait the refusal names is the time until the oldest buckets drop
   out of the window far enough for one more event.
+- While the cache cannot be reached (Redis restarting) nothing is counted and every event
+  goes through (logged): the site keeps working, its limits off for those seconds.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import logging
 import math
 import time
 from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+
+logger = logging.getLogger(__name__)
 
 BUCKETS = 6
 # Seconds since the epoch; tests replace it to move time without sleeping.
@@ -47,8 +51,12 @@ class RateLimited(ValidationError):
 
 
 def _decr(key: str) -> None:
-    with contextlib.suppress(ValueError):  # the key was evicted: nothing to take back
+    try:
         cache.decr(key)
+    except ValueError:  # the key was evicted: nothing to take back
+        pass
+    except Exception:
+        logger.warning("The cache is unavailable: an event could not be taken back")
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,13 @@ class Rate:
         long to wait."""
         if not self.on:
             return Hit()
+        try:
+            return self._hit(who)
+        except Exception:
+            logger.warning("The cache is unavailable: %s is not counted for now", self.scope)
+            return Hit()
+
+    def _hit(self, who: str) -> Hit:
         now = clock()
         current = int(now // self.bucket_seconds)
         key = self._key(who, current)
@@ -128,7 +143,11 @@ class Rate:
     def clear(self, who: str) -> None:
         if self.on:
             current = self.bucket_now()
-            cache.delete_many([self._key(who, b) for b in range(current - BUCKETS, current + 1)])
+            keys = [self._key(who, b) for b in range(current - BUCKETS, current + 1)]
+            try:
+                cache.delete_many(keys)
+            except Exception:
+                logger.warning("The cache is unavailable: %s is not cleared", self.scope)
 
 
 def whole_seconds(wait: float) -> int:

@@ -120,20 +120,18 @@ class ChatClient:
         body: dict[str, Any],
         *,
         on_delta: Callable[[StreamState, list[StreamDelta]], None],
-        should_stop: Callable[[], bool] | None = None,
-        stop_check_interval: float = 0.2,
-        on_watcher_exit: Callable[[], None] | None = None,
+        stop: StopSignal | None = None,
     ) -> tuple[StreamState, bool]:
         """A streaming call: feeds deltas to `on_delta` as they arrive.
 
-        `should_stop` is polled on a watcher thread every `stop_check_interval` seconds;
-        when it says yes the socket is shut down, so a stop works even while the
-        upstream is silent. Returns the final state and whether it was stopped.
+        Setting `stop` (from any thread) shuts the socket down, so a stop works even while
+        the upstream is silent. Returns the final state and whether it was stopped.
         A stream that ends without [DONE] or a finish reason raises StreamInterrupted.
         """
+        stop = stop or StopSignal()
         response = self._post({**body, "stream": True}, stream=True)
         state = StreamState()
-        watcher = _StopWatcher(response, should_stop, stop_check_interval, on_watcher_exit)
+        stop.attach(response)
         try:
             for data in iter_sse_data(response):
                 deltas = state.take(data)
@@ -141,69 +139,54 @@ class ChatClient:
                     break
                 if deltas or state.usage:
                     on_delta(state, deltas)
-                if watcher.stopped.is_set():
+                if stop.is_set():
                     break
         except requests.RequestException as exc:
-            if not watcher.stopped.is_set():
+            if not stop.is_set():
                 raise StreamInterrupted(
                     f"The upstream stream broke ({exc.__class__.__name__}).",
                     error_type="stream_broken",
                     http_status=200,
                 ) from exc
         finally:
+            stop.detach()
             # Closing drops the connection, which is how the upstream learns we stopped.
             response.close()
-            watcher.finish()
-        if watcher.stopped.is_set():
+        if stop.is_set():
             return state, True
         state.check_complete()
         return state, False
 
 
-class _StopWatcher:
-    """Asks `should_stop` every `interval` seconds on a thread of its own; a yes shuts the
-    socket down, which unblocks the reading thread and drops the upstream connection."""
+class StopSignal:
+    """Ends a stream from another thread: `set` shuts the stream's socket down, which
+    unblocks the thread reading it (even while the upstream says nothing) and drops the
+    upstream connection."""
 
-    def __init__(
-        self,
-        response: requests.Response,
-        should_stop: Callable[[], bool] | None,
-        interval: float,
-        on_exit: Callable[[], None] | None,
-    ) -> None:
-        self.response = response
-        self.should_stop = should_stop
-        self.interval = interval
-        self.on_exit = on_exit
-        self.stopped = threading.Event()
-        self.finished = threading.Event()
-        self.thread = None
-        if should_stop is not None:
-            self.thread = threading.Thread(
-                target=self.watch, name="stream-stop-watcher", daemon=True
-            )
-            self.thread.start()
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._set = False
+        self._response: requests.Response | None = None
 
-    def watch(self) -> None:
-        try:
-            while not self.finished.wait(self.interval):
-                try:
-                    stop = self.should_stop()
-                except Exception:
-                    # The question could not be answered this time: ask again at the next
-                    # look, rather than leave the stream unwatched for good.
-                    logger.exception("should_stop raised; the stream goes on")
-                    continue
-                if stop:
-                    self.stopped.set()
-                    with contextlib.suppress(Exception):
-                        self.response.raw.shutdown()
-                    return
-        finally:
-            if self.on_exit:
-                self.on_exit()
+    def is_set(self) -> bool:
+        return self._set
 
-    def finish(self) -> None:
-        self.finished.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
+    def set(self) -> None:
+        with self._lock:
+            self._set = True
+            self._shut_down()
+
+    def attach(self, response: requests.Response) -> None:
+        with self._lock:
+            self._response = response
+            if self._set:  # set while the call was connecting
+                self._shut_down()
+
+    def detach(self) -> None:
+        with self._lock:
+            self._response = None
+
+    def _shut_down(self) -> None:
+        if self._response is not None:
+            with contextlib.suppress(Exception):
+                self._response.raw.shutdown()

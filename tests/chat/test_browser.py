@@ -132,6 +132,30 @@ def test_a_reply_with_a_script_is_shown_as_text_and_never_runs(live_stack, page,
     assert dialogs == []
 
 
+def test_a_reply_streams_in_as_plain_text_and_is_rendered_when_it_ends(live_stack, page, carol):
+    """The live text grows piece by piece as text (markup in it is never parsed), and the
+    ended reply replaces it rendered, as the worker made it."""
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    browser_login(page, live_stack.url, "carol", "carol-password-1")
+    new_chat(page)
+    live_stack.simulator.control(token_delay=0.15)
+    attack = '<img src=x onerror="alert(1)">'
+    send(page, f"/echo Look: **bold** {attack} and more words to come in slowly here")
+    live = page.locator(".reply-pending .message-text.streaming[data-choice='0']")
+    expect(live).to_contain_text("**bold**", timeout=REPLY_TIMEOUT)  # as typed: not rendered
+    grown = len(live.text_content())
+    expect(live).to_contain_text('onerror="alert(1)"', timeout=REPLY_TIMEOUT)
+    assert len(live.text_content()) > grown
+    assert live.locator("img, strong").count() == 0
+    reply = page.locator("[data-role=assistant]")
+    expect(reply.locator("strong")).to_have_text("bold", timeout=REPLY_TIMEOUT)
+    expect(page.locator(".reply-pending")).to_have_count(0)
+    expect(reply).to_contain_text("slowly here")
+    assert reply.locator("img").count() == 0
+    assert dialogs == []
+
+
 def test_code_blocks_are_highlighted_and_copied(live_stack, page, carol):
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_stack.url)
     browser_login(page, live_stack.url, "carol", "carol-password-1")

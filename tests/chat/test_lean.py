@@ -25,7 +25,7 @@ def _statements(queries: CaptureQueriesContext) -> list[str]:
 @pytest.fixture
 def cached_sessions(settings):
     # As in production (REDIS_URL set): sessions come from the cache, not a query.
-    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    settings.SESSION_ENGINE = "conversations.accounts.sessions"
 
 
 def test_a_send_takes_eight_statements(

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from conversations.chat import channel, tasks
-from conversations.chat.services import attempts, completions
+from conversations.chat.services import completions
 from conversations.chat.services import conversations as chat_services
 from conversations.models import Completion, Message
 from tests.support import wait_for
@@ -261,16 +261,16 @@ def test_a_stream_outlives_a_database_away_for_a_while_and_keeps_its_claim(
 
     streaming_settings.COMPLETION_LEASE_SECONDS = 0.9
     simulator.control(token_delay=0.05, faults=[{"kind": "tokens", "tokens": 60}])
-    real = completions.completion_renew
+    real = completions.completions_renew
     failures = []
 
-    def renew_after_an_outage(*, claim):
+    def renew_after_an_outage(*, claims):
         if len(failures) < 3:
             failures.append(1)
             raise OperationalError("the database is away")
-        return real(claim=claim)
+        return real(claims=claims)
 
-    monkeypatch.setattr(attempts, "completion_renew", renew_after_an_outage)
+    monkeypatch.setattr(completions, "completions_renew", renew_after_an_outage)
     conversation = chat_services.conversation_create(owner=alice)
     _, completion = send(conversation, "Write for a while")
     enqueued.calls.clear()

@@ -92,9 +92,6 @@ class Expect:
     text: str | None = None
     error: str | None = None
     finish_reason: str | None = None
-    # How many characters at the end of a live text may differ from the final rendering:
-    # Markdown not yet closed (a link, bold) shows as plain text until its end arrives.
-    markdown_tail: int = 0
 
 
 @dataclass
@@ -291,7 +288,7 @@ def _read(reply: Reply, readers: list[WebProcess], deadline: float) -> None:
                     for event, data in sse_events(response, deadline):
                         now = shown.apply(event, data)
                         if now is not None:
-                            reply.live.append(visible(now))
+                            reply.live.append(" ".join(now.split()))
                         elif event == "done":
                             reply.done_html = data
                             reply.ended_at = time.time()
@@ -534,12 +531,13 @@ def _count_reply(row: Row, reply: Reply, completion: Completion) -> None:
         row.lost += 1
         row.problems.append(f"{label}: finish_reason {replies[0].finish_reason!r}")
     if reply.accepted:
-        _count_live(row, reply, shown(expected))
+        _count_live(row, reply, shown(expected), " ".join(expected.split()))
 
 
-def _count_live(row: Row, reply: Reply, expected: str) -> None:
-    """The reader's view: the ended reply shows the text once, and every live event
-    before it was a beginning of that text."""
+def _count_live(row: Row, reply: Reply, expected: str, source: str) -> None:
+    """The reader's view: the ended reply shows the text once (rendered: `expected`), and
+    every live text before it was a beginning of the reply's text as written (`source`:
+    live text is shown as it comes, unrendered)."""
     label = reply.text[:40]
     if reply.done_html is None:
         row.lost += 1
@@ -555,12 +553,10 @@ def _count_live(row: Row, reply: Reply, expected: str) -> None:
             row.lost += 1
             row.problems.append(f"{label}: the ended reply shows {final[:80]!r}")
         return
-    beginning = final[:40]
+    beginning = source[:40]
     for text in reply.live:
-        tail = reply.expect.markdown_tail
-        settled = text[: max(0, len(text) - tail)] if tail else text
-        if (beginning and text.count(beginning) > final.count(beginning)) or not (
-            final.startswith(settled)
+        if (beginning and text.count(beginning) > source.count(beginning)) or not (
+            source.startswith(text)
         ):
             row.doubled_live += 1
             row.problems.append(f"{label}: a live event showed {text[:120]!r}")

@@ -16,3 +16,22 @@ def test_the_window_slides_so_a_burst_across_its_edge_is_still_refused(clock, db
     assert refused.wait == pytest.approx(59)
     clock.advance(59)
     assert not rate.hit("x").refused
+
+
+def test_while_the_cache_is_unreachable_events_go_through_uncounted(settings, caplog):
+    """A Redis restart must not fail a send or a log-in: the limit is off for those
+    seconds (and says so in the log), then counts again."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",  # the discard port: nothing answers
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    rate = ratelimits.Rate("test", limit=1, window=60)
+    assert not any(rate.hit("x").refused for _ in range(3))
+    rate.clear("x")
+    assert "test is not counted for now" in caplog.text
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert not rate.hit("x").refused
+    assert rate.hit("x").refused

@@ -1,9 +1,12 @@
 """The Chat Completions client against the simulator over real HTTP (no database)."""
 
+import threading
+
 import pytest
 import requests
 
 from conversations.upstream import client, protocol
+from conversations.upstream.client import StopSignal
 from conversations.upstream.simulated_text import count_tokens
 from tests.support import Simulator
 
@@ -222,13 +225,15 @@ def test_a_stream_that_breaks_raises_interrupted_with_the_partial_text(chat, sim
 
 def test_stopping_a_stream_closes_the_upstream_connection(chat, sim):
     sim.control(token_delay=0.05)
+    stop = StopSignal()
+    threading.Timer(0.2, stop.set).start()  # from another thread, while the stream goes on
+    seen = []
     _, stopped = chat.stream(
         protocol.build_request(model="gpt-4o", messages=MESSAGES, stream=True),
-        on_delta=lambda s, d: None,
-        should_stop=lambda: True,
-        stop_check_interval=0.05,
+        on_delta=lambda s, d: seen.extend(d),
+        stop=stop,
     )
-    assert stopped
+    assert stopped and seen
 
     def disconnected():
         return requests.get(f"{sim.root}/_stats", timeout=5).json()["streams_disconnected"]
@@ -247,20 +252,14 @@ def test_a_key_echoed_in_an_upstream_error_is_cut_out(chat, sim):
     assert "sk-abc" not in str(raised.value)
 
 
-def test_a_stop_question_that_raises_is_asked_again_and_a_later_stop_works(chat, sim):
-    sim.control(token_delay=0.05, faults=[{"kind": "tokens", "tokens": 200}])
-    answers = iter([RuntimeError("database away"), RuntimeError("still away"), False, True])
-
-    def should_stop() -> bool:
-        answer = next(answers, True)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
+def test_a_stop_set_while_the_call_connects_ends_the_stream_at_once(chat, sim):
+    sim.control(latency=0.3, token_delay=0.05, faults=[{"kind": "tokens", "tokens": 200}])
+    stop = StopSignal()
+    threading.Timer(0.1, stop.set).start()  # before the upstream has answered
+    seen = []
     _, stopped = chat.stream(
         protocol.build_request(model="gpt-4o", messages=MESSAGES, stream=True),
-        on_delta=lambda s, d: None,
-        should_stop=should_stop,
-        stop_check_interval=0.05,
+        on_delta=lambda s, d: seen.extend(d),
+        stop=stop,
     )
-    assert stopped  # the watcher outlived the errors and stopped the stream when asked
+    assert stopped and len(seen) <= 1

@@ -46,6 +46,17 @@ def close_connection() -> None:
     connection.close()
 
 
+class StopListener:
+    """Stop requests as messages, for the stream watcher of a worker process."""
+
+    def wait(self, timeout: float) -> set[int]:
+        """The replies asked to stop within `timeout` seconds (empty if none was)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop listening."""
+
+
 class DatabaseChannel:
     """Readers poll the rows; nothing but the database carries the text."""
 
@@ -75,8 +86,18 @@ class DatabaseChannel:
     def request_stop(self, completion_id: int) -> None:
         """The completion's `stop_requested` flag, set by the service, is the request."""
 
-    def stop_requested(self, completion_id: int) -> bool:
-        return Completion.objects.filter(pk=completion_id, stop_requested=True).exists()
+    def stops_requested(self, completion_ids: list[int]) -> set[int]:
+        """Which of these replies their readers asked to stop: one query for them all."""
+        return set(
+            Completion.objects.filter(pk__in=completion_ids, stop_requested=True).values_list(
+                "pk", flat=True
+            )
+        )
+
+    def stop_listener(self) -> StopListener | None:
+        """Stop requests as they are made, where the channel sends them (else None: the
+        worker asks `stops_requested` at each look)."""
+        return None
 
     # --- Reader side ---
 

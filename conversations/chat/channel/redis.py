@@ -5,8 +5,11 @@ a reader falls back to them when Redis is gone."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -17,7 +20,7 @@ from django.conf import settings
 from conversations.chat.models import Completion
 
 from .base import MAX_STREAM_SECONDS, Ended, KeepAlive, Pacer, Publisher, Status, Texts, Update
-from .database import DatabaseChannel, close_connection, snapshot
+from .database import DatabaseChannel, StopListener, close_connection, snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +38,24 @@ def redis_client():
     return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
 
 
-@cache
-def _async_client():
-    import redis.asyncio
+_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    # A blocking XREAD waits up to a heartbeat: the socket must wait longer than that.
-    return redis.asyncio.Redis.from_url(
-        settings.REDIS_URL,
-        decode_responses=True,
-        socket_timeout=settings.STREAM_HEARTBEAT_SECONDS + 10,
-    )
+
+def _async_client():
+    """The event loop's own asyncio Redis client (a connection belongs to one loop; a web
+    process has one loop, a test may run several one after the other)."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        import redis.asyncio
+
+        # A blocking XREAD waits up to a heartbeat: the socket must wait longer than that.
+        client = _async_clients[loop] = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL,
+            decode_responses=True,
+            socket_timeout=settings.STREAM_HEARTBEAT_SECONDS + 10,
+        )
+    return client
 
 
 def stream_key(completion_id: int) -> str:
@@ -53,6 +64,11 @@ def stream_key(completion_id: int) -> str:
 
 def stop_key(completion_id: int) -> str:
     return f"{settings.REDIS_KEY_PREFIX}stop:{completion_id}"
+
+
+def stops_topic() -> str:
+    """Where stop requests are published, for every worker process to hear at once."""
+    return f"{settings.REDIS_KEY_PREFIX}stops"
 
 
 @dataclass
@@ -172,16 +188,27 @@ class RedisChannel(DatabaseChannel):
         self._add(completion_id, entry, "end")
 
     def request_stop(self, completion_id: int) -> None:
+        """A key (what a worker that was not listening finds later) and a message (what
+        the worker writing the reply hears at once)."""
         try:
-            self.client.set(stop_key(completion_id), "1", ex=STREAM_TTL_SECONDS)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(stop_key(completion_id), "1", ex=STREAM_TTL_SECONDS)
+            pipe.publish(stops_topic(), str(completion_id))
+            pipe.execute()
         except Exception:  # the database flag is the record
             logger.warning("Could not set the stop flag of %s in Redis", completion_id)
 
-    def stop_requested(self, completion_id: int) -> bool:
+    def stops_requested(self, completion_ids: list[int]) -> set[int]:
+        if not completion_ids:
+            return set()
         try:
-            return bool(self.client.exists(stop_key(completion_id)))
+            found = self.client.mget([stop_key(pk) for pk in completion_ids])
         except Exception:
-            return super().stop_requested(completion_id)
+            return super().stops_requested(completion_ids)
+        return {pk for pk, flag in zip(completion_ids, found, strict=True) if flag}
+
+    def stop_listener(self) -> RedisStopListener:
+        return RedisStopListener(self.client)
 
     # --- Reader side ---
 
@@ -230,6 +257,27 @@ class RedisChannel(DatabaseChannel):
                 yield Status(state)
             if live.unsent and pacer.due():
                 yield live.take(f"{last_id}.{live.attempt}")
+
+
+class RedisStopListener(StopListener):
+    """The stop messages of every reply, on one subscription per worker process."""
+
+    def __init__(self, client) -> None:
+        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(stops_topic())
+
+    def wait(self, timeout: float) -> set[int]:
+        found = set()
+        message = self.pubsub.get_message(timeout=timeout)
+        while message is not None:
+            with contextlib.suppress(TypeError, ValueError):
+                found.add(int(message["data"]))
+            message = self.pubsub.get_message(timeout=0)
+        return found
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.pubsub.close()
 
 
 def _read(batches, live: LiveText, last_id: str) -> tuple[dict | None, str | None, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -26,7 +25,8 @@ from conversations.shared.rendering import render_markdown_for_storage
 from conversations.upstream import protocol
 from conversations.upstream.client import ChatClient
 
-from .completions import Claim, Outcome, completion_renew, held, readable_error
+from . import watch
+from .completions import Claim, Outcome, held, readable_error
 from .rows import lock_conversation
 
 logger = logging.getLogger(__name__)
@@ -78,14 +78,19 @@ def _release_connection() -> None:
 
 
 def completion_call(*, claim: Claim) -> protocol.ChatResponse:
-    """One non-streaming call to the upstream with the body stored at queue time."""
+    """One non-streaming call to the upstream with the body stored at queue time (the
+    process's watch renews its lease meanwhile)."""
     _release_connection()
     body = {
         k: v
         for k, v in claim.completion.request_body.items()
         if k not in ("stream", "stream_options")
     }
-    return upstream_client().create(body)
+    watched = watch.watch(claim, stream=False)
+    try:
+        return upstream_client().create(body)
+    finally:
+        watch.unwatch(watched)
 
 
 class StreamAttempt:
@@ -98,27 +103,35 @@ class StreamAttempt:
         self.completion = claim.completion
         # The reply's rows by choice index once this attempt has made them (None before).
         self.rows: dict[int, int] | None = None
-        self.lost = False
-        self.timed_out = False
-        self.database_away = False
-        self.started = self.renewed = time.monotonic()
         self.live = channel.reply_channel()
         self.publisher = self.live.publisher(
             self.completion.pk, attempt=self.completion.attempts, write_db=self.write_db
         )
+        self.watched: watch.Watched | None = None
+
+    @property
+    def lost(self) -> bool:
+        return bool(self.watched and self.watched.lost)
 
     def run(self) -> Outcome:
         self.live.publish_status(
             self.completion.pk, LiveState.RUNNING, attempt=self.completion.attempts
         )
         _release_connection()
+        # The process's watch renews the lease, cuts the stream at the time limit, and
+        # stops it when its reader asks.
+        self.watched = watch.watch(self.claim, stream=True)
+        try:
+            return self._call()
+        finally:
+            watch.unwatch(self.watched)
+
+    def _call(self) -> Outcome:
         try:
             state, stopped = upstream_client().stream(
                 self.completion.request_body,
                 on_delta=lambda state, deltas: self.publisher.publish(deltas),
-                should_stop=self.should_stop,
-                stop_check_interval=settings.STREAM_STOP_CHECK_INTERVAL,
-                on_watcher_exit=lambda: connection.close(),
+                stop=self.watched.stop,
             )
         except protocol.StreamInterrupted as error:
             if self.lost:
@@ -133,41 +146,15 @@ class StreamAttempt:
             raise
         if self.lost:
             return Outcome.LOST
-        if self.timed_out:
+        if self.watched.timed_out:
             return self.cut_at_time_limit()
         return self.save(state.response(), stopped=stopped)
-
-    def should_stop(self) -> bool:
-        """Asked every STREAM_STOP_CHECK_INTERVAL on the client's watcher thread."""
-        now = time.monotonic()
-        if now - self.started > settings.COMPLETION_MAX_SECONDS:
-            self.timed_out = True
-            return True
-        try:
-            if now - self.renewed >= settings.COMPLETION_LEASE_SECONDS / 3:
-                if not completion_renew(claim=self.claim):
-                    self.lost = True
-                    return True
-                self.renewed = now  # a renewal that failed is tried again at the next look
-            stop = self.lost or self.live.stop_requested(self.completion.pk)
-        except DatabaseError:
-            # The database is away for a moment: the reply goes on being written, and the
-            # next look asks again (a lease that runs out meanwhile is the sweep's).
-            if not self.database_away:
-                logger.warning(
-                    "Completion %s: database unavailable while streaming", self.completion.pk
-                )
-            self.database_away = True
-            connection.close()
-            return False
-        self.database_away = False
-        return stop
 
     def write_db(self, contents: dict[int, str]) -> None:
         if self.rows is None:
             self.rows = _stream_rows_prepare(claim=self.claim, indexes=sorted(contents))
             if self.rows is None:
-                self.lost = True  # the watcher ends the stream at its next look
+                self.watched.end(lost=True)  # another worker has the claim: stop here
                 return
         for index, text in contents.items():
             Message.objects.filter(

@@ -89,14 +89,26 @@ def completion_claim(*, completion_id: int) -> Claim | None:
 def _update_returning(rows: QuerySet[Completion], **values) -> Completion | None:
     """`rows.update(**values)` for (at most) one row, and the row as it is after it, in one
     statement (UPDATE ... RETURNING: PostgreSQL, and SQLite since 3.35)."""
-    query = rows.query.chain(sql.UpdateQuery)
-    query.add_update_values(values)
-    statement, params = query.get_compiler(rows.db).as_sql()
     columns = ", ".join(
         connection.ops.quote_name(field.column) for field in Completion._meta.concrete_fields
     )
+    statement, params = _update_statement(rows, values)
     found = list(Completion.objects.raw(f"{statement} RETURNING {columns}", params))
     return found[0] if found else None
+
+
+def returning_ids(rows: QuerySet[Completion], **values) -> list[int]:
+    """`rows.update(**values)`, and the ids of the rows it updated, in one statement."""
+    statement, params = _update_statement(rows, values)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{statement} RETURNING {connection.ops.quote_name('id')}", params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _update_statement(rows: QuerySet[Completion], values: dict) -> tuple[str, tuple]:
+    query = rows.query.chain(sql.UpdateQuery)
+    query.add_update_values(values)
+    return query.get_compiler(rows.db).as_sql()
 
 
 def held(claim: Claim):
@@ -106,10 +118,16 @@ def held(claim: Claim):
     )
 
 
-def completion_renew(*, claim: Claim) -> bool:
-    """Extend the claim's lease while the call goes on; False once another worker has it."""
+def completions_renew(*, claims: list[Claim]) -> set[int]:
+    """Extend the leases of these claims while their calls go on, in one statement: the
+    completions they still hold (not those another worker has taken over)."""
+    rows = Completion.objects.filter(
+        pk__in=[claim.completion.pk for claim in claims],
+        claim_token__in=[claim.token for claim in claims],
+        status=Completion.Status.RUNNING,
+    )
     lease = timedelta(seconds=settings.COMPLETION_LEASE_SECONDS)
-    return bool(held(claim).update(lease_expires_at=timezone.now() + lease))
+    return set(returning_ids(rows, lease_expires_at=timezone.now() + lease))
 
 
 def completion_requeue(*, claim: Claim, error: protocol.UpstreamError, delay: float) -> bool:
