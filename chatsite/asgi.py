@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.db import close_old_connections
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, get_resolver, resolve
 from django.utils.module_loading import import_string
 
 # Answered by the first middleware before any URL is looked up (chatsite.health).
@@ -63,6 +63,8 @@ def _async_view(path: str) -> bool:
 
 def _application():
     django.setup(set_prefix=False)
+    # Every view module, loaded now rather than on the event loop by the first request.
+    get_resolver().url_patterns  # noqa: B018
     handler = Handler()
     if not settings.LIVE_EVENTS_APP:
         return handler

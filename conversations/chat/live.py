@@ -20,6 +20,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
@@ -125,7 +126,7 @@ def _working(state: str, language: str) -> str:
 
 
 async def _ended_from_database(completion_id: int, language: str, live) -> str:
-    return await sync_to_async(_render_ended)(completion_id, language, live)
+    return await _in_thread(live, _render_ended)(completion_id, language, live)
 
 
 def _render_ended(completion_id: int, language: str, live) -> str:
@@ -143,18 +144,44 @@ def _render_ended(completion_id: int, language: str, live) -> str:
 
 def application(*, fallback: Callable[..., Awaitable[None]]):
     """Serve event streams with a valid token; hand everything else to `fallback`."""
+    live = channel.reply_channel()
+    _warm_up(live)
 
     async def app(scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             found = PATH.match(scope["path"])
             claims = found and _claims(scope, int(found.group(2)))
-            if claims:
+            if claims and live.reader_releases_connection:
+                await _serve(scope, receive, send, found, claims)
+                return
+            if claims:  # the database channel's looks run in the connection's own thread
                 async with ThreadSensitiveContext():
                     await _serve(scope, receive, send, found, claims)
                 return
         await fallback(scope, receive, send)
 
     return app
+
+
+def _warm_up(live: channel.DatabaseChannel) -> None:
+    """Load now what the first stream would otherwise load on the event loop, where every
+    other request waits for it (the Redis client modules, about half a second)."""
+    if isinstance(live, channel.RedisChannel):
+        import redis.asyncio  # noqa: F401
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=settings.WEB_THREADS, thread_name_prefix="live")
+
+
+def _in_thread(live: channel.DatabaseChannel, function: Callable) -> Callable[..., Awaitable]:
+    """`function` on one of the stream's long-lived threads (with Redis: a stream holds no
+    connection, so it needs no thread of its own, which costs one started per stream);
+    on the connection's own thread for the database channel."""
+    if live.reader_releases_connection:
+        return sync_to_async(function, thread_sensitive=False, executor=_pool())
+    return sync_to_async(function)
 
 
 def _completion_for(conversation_id: int, completion_id: int, user_id: int, live):
@@ -183,7 +210,7 @@ async def _serve(scope, receive, send, found: re.Match, claims: dict) -> None:
     live = channel.reply_channel()
     conversation_id, completion_id = int(found.group(1)), int(found.group(2))
     try:
-        completion = await sync_to_async(_completion_for)(
+        completion = await _in_thread(live, _completion_for)(
             conversation_id, completion_id, claims["u"], live
         )
     except DatabaseError:
