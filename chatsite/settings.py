@@ -312,12 +312,13 @@ REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX") or (
         ).hexdigest()[:10]
     )
 )
-# The cache holds the abuse limits' counters. With Redis every web process shares them;
-# the embedded default serves from one web process, whose memory is enough.
+# The cache holds the abuse limits' counters (and, with Redis, the sessions). With Redis every
+# web process shares them, through one client per process (chatsite.cache); the embedded
+# default serves from one web process, whose memory is enough.
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "chatsite.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": f"{REDIS_KEY_PREFIX}cache",
         }
