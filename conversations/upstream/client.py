@@ -150,12 +150,45 @@ class ChatClient:
                 ) from exc
         finally:
             stop.detach()
-            # Closing drops the connection, which is how the upstream learns we stopped.
+            if state.done and not stop.is_set():
+                _read_to_the_end(response)
+            # Closing drops the connection unless it went back to the pool: that is how
+            # the upstream learns we stopped.
             response.close()
         if stop.is_set():
             return state, True
         state.check_complete()
         return state, False
+
+
+# After [DONE], how long the body's own end may take to arrive before the connection is
+# dropped instead of kept (it is normally in the same packet as [DONE]).
+END_OF_BODY_SECONDS = 0.25
+END_OF_BODY_BYTES = 65536
+
+
+def _read_to_the_end(response: requests.Response) -> None:
+    """Read what follows [DONE] (a chunked body's last chunk), so the kept-alive connection
+    goes back to the session's pool for the next call instead of a new TCP connection per
+    stream. A server that holds the body open after [DONE] gets END_OF_BODY_SECONDS, not
+    the call's read timeout; then the connection is dropped."""
+    sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
+    if sock is None:
+        return
+    timeout = sock.gettimeout()
+    left = END_OF_BODY_BYTES
+    try:
+        sock.settimeout(END_OF_BODY_SECONDS)
+        while left > 0:
+            data = response.raw.read1(left)
+            if not data:
+                return  # the body ended: urllib3 has put the connection back in the pool
+            left -= len(data)
+    except Exception:  # a late or broken end only costs the connection
+        return
+    finally:
+        with contextlib.suppress(OSError):  # closed by urllib3 after a timeout
+            sock.settimeout(timeout)
 
 
 class StopSignal:

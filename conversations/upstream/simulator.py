@@ -62,6 +62,7 @@ class SimulatorState:
             "streams_completed": 0,
             "streams_disconnected": 0,
             "in_flight": 0,
+            "connections": 0,
         }
         self.timings: list[dict[str, Any]] = []
 
@@ -87,6 +88,10 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     # Without this every keep-alive reply waits ~40 ms on delayed ACK.
     disable_nagle_algorithm = True
     server: SimulatorServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.state.bump("connections")  # TCP connections accepted
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
@@ -287,9 +292,12 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Connection", "close")
+        # Kept alive, as providers do: a chunked body ends on its own. A fault's stream is
+        # the last on its connection.
+        if fault:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
-        self.close_connection = True
         self._meta, self._kind = meta, fault.get("kind") if fault else None
         try:
             self._event(
@@ -316,6 +324,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             if self._kind != "error_body":
                 state.bump("streams_completed")
         except (BrokenPipeError, ConnectionResetError, OSError):
+            self.close_connection = True
             state.bump("streams_disconnected")
 
     def _tokens(self, replies: list[tuple[Any, str]], fault: dict[str, Any] | None) -> bool:

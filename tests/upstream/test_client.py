@@ -1,6 +1,9 @@
 """The Chat Completions client against the simulator over real HTTP (no database)."""
 
+import http.server
+import json
 import threading
+import time
 
 import pytest
 import requests
@@ -263,3 +266,63 @@ def test_a_stop_set_while_the_call_connects_ends_the_stream_at_once(chat, sim):
         stop=stop,
     )
     assert stopped and len(seen) <= 1
+
+
+def test_streamed_calls_of_one_client_share_one_kept_alive_connection(chat, sim):
+    before = sim.stats()["connections"]  # counts the connection asking, too
+    for _ in range(3):
+        state, _ = chat.stream(
+            protocol.build_request(model="gpt-4o", messages=MESSAGES, stream=True),
+            on_delta=lambda s, d: None,
+        )
+        assert state.done
+    # One connection for the three streams, one for asking again.
+    assert sim.stats()["connections"] - before == 2
+
+
+class _HoldsTheBodyOpen(http.server.BaseHTTPRequestHandler):
+    """Sends a whole reply and [DONE], then neither ends the chunked body nor closes."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    release = threading.Event()
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+        for choice in (
+            {"index": 0, "delta": {"role": "assistant", "content": "Hello"}},
+            {"index": 0, "delta": {}, "finish_reason": "stop"},
+        ):
+            data = f"data: {json.dumps({**chunk, 'choices': [choice]})}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.write(b"e\r\ndata: [DONE]\n\n\r\n")
+        self.wfile.flush()
+        self.release.wait(30)
+
+
+def test_a_server_that_holds_the_body_open_after_done_costs_a_moment_not_the_timeout():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HoldsTheBodyOpen)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        chat = client.ChatClient(
+            base_url=f"http://127.0.0.1:{server.server_port}", api_key="sk-abc", timeout=30
+        )
+        started = time.monotonic()
+        state, stopped = chat.stream(
+            protocol.build_request(model="m", messages=MESSAGES, stream=True),
+            on_delta=lambda s, d: None,
+        )
+        assert not stopped and state.response().choices[0].content == "Hello"
+        assert time.monotonic() - started < 10  # the read timeout is 30 s
+    finally:
+        _HoldsTheBodyOpen.release.set()
+        server.shutdown()
+        server.server_close()
