@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
+from django.test.signals import setting_changed
 from django.utils import translation
 
 from chatsite.celery import app as celery_app
@@ -37,6 +38,9 @@ def _this_run_only() -> None:
     celery_app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
     settings.REDIS_KEY_PREFIX = f"chatsite-test-{run}:"
     settings.CACHES["default"]["KEY_PREFIX"] = f"{settings.REDIS_KEY_PREFIX}cache"
+    # A cache made before this (on import) would keep the shared prefix, and its keys would
+    # outlive the test that made them: make them again with this run's.
+    setting_changed.send(sender=None, setting="CACHES", value=settings.CACHES, enter=True)
     settings.PASSWORD_HASHERS = ["tests.hashers.FastPBKDF2PasswordHasher"]
     os.environ["DJANGO_STATIC_ROOT"] = str(settings.VAR_DIR / f"static-test-{run}")
     settings.STATIC_ROOT = Path(os.environ["DJANGO_STATIC_ROOT"])

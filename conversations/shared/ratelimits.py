@@ -10,7 +10,8 @@ How a rate ("at most `limit` events per `window` seconds") is counted:
 - The window is cut into BUCKETS buckets of window/BUCKETS seconds, numbered from the
   epoch; each is one cache key, ``limit:<scope>:<sha256 of who>:<bucket number>``.
 - An event adds one to the current bucket (``cache.add`` then ``cache.incr``, both
-  atomic in Redis and in LocMemCache). The count is the current bucket plus the
+  atomic in Redis and in LocMemCache; with Redis the add, the increment and the read of
+  the older buckets go in one round trip). The count is the current bucket plus the
   BUCKETS before it: every event of the last `window` seconds, and of up to one bucket
   more. So the window slides in steps of a bucket, the (limit+1)th event within any
   `window` seconds is always refused, and there is no double burst at a window's edge
@@ -32,6 +33,7 @@ import time
 from dataclasses import dataclass
 
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCacheClient
 from django.core.exceptions import ValidationError
 
 logger = logging.getLogger(__name__)
@@ -119,17 +121,8 @@ class Rate:
         key = self._key(who, current)
         # Lives until its bucket leaves the window, and a second more.
         timeout = math.ceil(self.bucket_seconds * (BUCKETS + 1)) + 1
-        if cache.add(key, 1, timeout):
-            mine = 1
-        else:
-            try:
-                mine = cache.incr(key)
-            except ValueError:  # evicted between the two calls
-                cache.add(key, 1, timeout)
-                mine = 1
         older = [self._key(who, b) for b in range(current - BUCKETS, current)]
-        found = cache.get_many(older)
-        counts = [int(found.get(k) or 0) for k in older] + [mine]
+        counts = _count_one(key, older, timeout)
         if sum(counts) <= self.limit:
             return Hit(key=key, bucket=current, rate=self)
         _decr(key)
@@ -148,6 +141,32 @@ class Rate:
                 cache.delete_many(keys)
             except Exception:
                 logger.warning("The cache is unavailable: %s is not cleared", self.scope)
+
+
+def _count_one(key: str, older: list[str], timeout: int) -> list[int]:
+    """Add one to `key` (made with `timeout` if new) and return the counts of `older`
+    buckets, then `key`'s own."""
+    client = getattr(cache, "_cache", None)
+    if isinstance(client, RedisCacheClient):
+        # One round trip instead of three or four (add, exists and incr, get_many). Django
+        # stores a whole number as itself, so these keys read back as ints through the cache.
+        full = cache.make_and_validate_key(key)
+        pipe = client.get_client(write=True).pipeline(transaction=False)
+        pipe.set(full, 0, ex=timeout, nx=True)
+        pipe.incr(full)
+        pipe.mget([cache.make_and_validate_key(k) for k in older])
+        _, mine, found = pipe.execute()
+        return [int(value or 0) for value in found] + [int(mine)]
+    if cache.add(key, 1, timeout):
+        mine = 1
+    else:
+        try:
+            mine = cache.incr(key)
+        except ValueError:  # evicted between the two calls
+            cache.add(key, 1, timeout)
+            mine = 1
+    found = cache.get_many(older)
+    return [int(found.get(k) or 0) for k in older] + [mine]
 
 
 def whole_seconds(wait: float) -> int:

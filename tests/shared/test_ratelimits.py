@@ -1,6 +1,8 @@
 """How a rate is counted: a window that slides in steps of a bucket."""
 
 import pytest
+from django.conf import settings as django_settings
+from django.core.cache import cache
 
 from conversations.shared import ratelimits
 
@@ -35,3 +37,33 @@ def test_while_the_cache_is_unreachable_events_go_through_uncounted(settings, ca
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     assert not rate.hit("x").refused
     assert rate.hit("x").refused
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="the cache is Redis only with REDIS_URL")
+def test_with_redis_an_event_is_counted_in_one_round_trip(monkeypatch):
+    import redis.client
+
+    trips = []
+    monkeypatch.setattr(
+        redis.client.Redis, "execute_command", _counted(redis.client.Redis.execute_command, trips)
+    )
+    monkeypatch.setattr(
+        redis.client.Pipeline, "execute", _counted(redis.client.Pipeline.execute, trips)
+    )
+    rate = ratelimits.Rate("trips", limit=2, window=60)
+
+    assert not rate.hit("x").refused
+    assert len(trips) == 1
+    assert not rate.hit("x").refused
+    refused = rate.hit("x")  # the third: refused, and taken back
+    assert refused.refused and refused.wait > 0
+    assert trips.count("execute") == 3  # a pipeline per event (the take-back is apart)
+    assert cache.get(refused_key := rate._key("x", rate.bucket_now())) == 2, refused_key
+
+
+def _counted(method, trips):
+    def counting(self, *args, **kwargs):
+        trips.append(method.__name__)
+        return method(self, *args, **kwargs)
+
+    return counting

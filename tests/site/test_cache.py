@@ -46,11 +46,13 @@ def test_requests_in_turn_reuse_one_connection():
         cache.set("key", "value")
         return cache.get("key")
 
+    pool = RedisCache(LOCATION, {"KEY_PREFIX": "reuse"})._cache._get_connection_pool(write=True)
+    before = pool._created_connections
     for _ in range(10):  # each in a thread of its own, as a request on a pooled thread
         assert _in_threads(1, request) == ["value"]
 
-    pool = RedisCache(LOCATION, {"KEY_PREFIX": "reuse"})._cache._get_connection_pool(write=True)
-    assert pool._created_connections == 1
+    # At most one new connection (none when the process already had one free), not ten.
+    assert pool._created_connections - before <= 1
 
 
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="the cache is Redis only with REDIS_URL")
