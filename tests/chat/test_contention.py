@@ -12,8 +12,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import OperationalError, connection
 
-from conversations.chat.services import attempts
 from conversations.chat.services import conversations as chat_services
+from conversations.chat.services import results
 from conversations.models import Completion, Message
 from conversations.shared import transactions
 from tests.http import logged_in_session, post
@@ -140,7 +140,7 @@ def test_a_worker_whose_save_meets_a_deadlock_saves_on_the_next_try(
 ):
     conversation = chat_services.conversation_create(owner=alice)
     _, completion = send(conversation, "hello")
-    real = attempts._store_choices
+    real = results.store_choices
     calls = []
 
     def store_once_broken(*args, **kwargs):
@@ -149,7 +149,7 @@ def test_a_worker_whose_save_meets_a_deadlock_saves_on_the_next_try(
             raise deadlock()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(attempts, "_store_choices", store_once_broken)
+    monkeypatch.setattr(results, "store_choices", store_once_broken)
     enqueued.drain()
     completion.refresh_from_db()
     assert completion.status == Completion.Status.SUCCEEDED

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from conversations.chat import tasks
-from conversations.chat.services import attempts, completions
+from conversations.chat.services import completions, results
 from conversations.chat.services import conversations as chat_services
 from conversations.models import Completion, Message
 from conversations.upstream.simulated_text import INVALID_UTF8_MARK
@@ -116,7 +116,7 @@ def test_an_unexpected_error_ends_in_a_failed_reply_once_attempts_are_used_up(
     def broken(**kwargs):
         raise RuntimeError("a bug in saving")
 
-    monkeypatch.setattr(attempts, "_save_result", broken)
+    monkeypatch.setattr(results, "save_result", broken)
     completion = sent(alice, send)
     enqueued.drain()
     assert ended(completion).status == Completion.Status.FAILED

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conversations.billing import budgets
-from conversations.chat.services import attempts, completions
+from conversations.chat.services import attempts, completions, results
 from conversations.chat.services import conversations as chat_services
 from conversations.models import BudgetPeriod, Completion, Message
 from tests.http import HTMX
@@ -91,9 +91,7 @@ def test_a_short_streamed_reply_writes_no_rows_before_its_save(
     conversation = chat_services.conversation_create(owner=alice)
     _, completion = send(conversation, "A short one")
     prepared = []
-    monkeypatch.setattr(
-        attempts, "_stream_rows_prepare", lambda **kwargs: prepared.append(1) or {0: 0}
-    )
+    monkeypatch.setattr(results, "rows_prepare", lambda **kwargs: prepared.append(1) or {0: 0})
     enqueued.drain()
     completion.refresh_from_db()
     assert completion.status == Completion.Status.SUCCEEDED

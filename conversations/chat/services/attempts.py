@@ -1,33 +1,24 @@
 """One attempt at a completion's call, on the worker: the upstream call (one JSON answer
-or a stream whose text goes out live as it arrives), then the reply and its usage saved
-in one transaction, only while the attempt still holds the claim."""
+or a stream whose text goes out live as it arrives), then its result saved (results.py)
+only while the attempt still holds the claim, and the end told to the reply's readers."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
-from decimal import Decimal
-from typing import Any
 
 import requests
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Max
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from conversations.billing import budgets, pricing
 from conversations.chat import channel, replies
-from conversations.chat.models import Completion, Conversation, LiveState, Message
-from conversations.shared import transactions
-from conversations.shared.rendering import render_markdown_for_storage
+from conversations.chat.models import Completion, LiveState, Message
 from conversations.upstream import protocol
 from conversations.upstream.client import ChatClient
 
-from . import watch
-from .completions import Claim, Outcome, held, readable_error
-from .rows import lock_conversation
+from . import results, watch
+from .completions import Claim, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +47,9 @@ def completion_attempt(*, claim: Claim) -> Outcome:
     if claim.completion.request_body.get("stream"):
         return StreamAttempt(claim).run()
     response = completion_call(claim=claim)
-    saved = _save_result(claim=claim, response=response, message_status=Message.Status.COMPLETE)
+    saved = results.save_result(
+        claim=claim, response=response, message_status=Message.Status.COMPLETE
+    )
     if saved is None:
         return Outcome.LOST
     _publish_end(claim, Outcome.SUCCEEDED, saved)
@@ -152,7 +145,7 @@ class StreamAttempt:
 
     def write_db(self, contents: dict[int, str]) -> None:
         if self.rows is None:
-            self.rows = _stream_rows_prepare(claim=self.claim, indexes=sorted(contents))
+            self.rows = results.rows_prepare(claim=self.claim, indexes=sorted(contents))
             if self.rows is None:
                 self.watched.end(lost=True)  # another worker has the claim: stop here
                 return
@@ -171,7 +164,7 @@ class StreamAttempt:
             for choice in response.choices:
                 choice.finish_reason = "stopped"
         status = Message.Status.STOPPED if stopped else Message.Status.COMPLETE
-        saved = _save_result(
+        saved = results.save_result(
             claim=self.claim, response=response, message_status=status, rows=self.rows
         )
         if saved is None:
@@ -182,7 +175,7 @@ class StreamAttempt:
 
     def save_partial(self, error: protocol.UpstreamError) -> Outcome:
         self.publisher.flush()
-        saved = _save_result(
+        saved = results.save_result(
             claim=self.claim,
             rows=self.rows,
             response=_partial_response(self.publisher.contents),
@@ -207,7 +200,7 @@ class StreamAttempt:
         return self.save_partial(error)
 
     def discard(self) -> None:
-        _stream_rows_discard(claim=self.claim)
+        results.rows_discard(claim=self.claim)
 
 
 def _partial_response(contents: dict[int, str]) -> protocol.ChatResponse:
@@ -224,237 +217,10 @@ def _partial_response(contents: dict[int, str]) -> protocol.ChatResponse:
     )
 
 
-def _stream_rows_prepare(*, claim: Claim, indexes: list[int]) -> dict[int, int] | None:
-    """Create (or take back from a dead attempt) the reply's rows while we hold the claim:
-    their ids by choice index, or None when the claim is lost."""
-    completion = claim.completion
-
-    def prepare() -> dict[int, int] | None:
-        conversation = lock_conversation(completion.conversation)
-        if not held(claim).exists():
-            return None
-        existing, position = _reply_rows(completion, None)
-        Message.objects.filter(completion_id=completion.pk).update(
-            content="", status=Message.Status.STREAMING
-        )
-        made = Message.objects.bulk_create(
-            [
-                Message(
-                    conversation=conversation,
-                    role=Message.Role.ASSISTANT,
-                    content="",
-                    position=position,
-                    completion=completion,
-                    choice_index=index,
-                    status=Message.Status.STREAMING,
-                    is_selected=(index == 0),
-                )
-                for index in indexes
-                if index not in existing
-            ]
-        )
-        return existing | {message.choice_index: message.pk for message in made}
-
-    return transactions.atomic_with_retry(prepare)
-
-
-def _reply_rows(
-    completion: Completion, known: dict[int, int] | None
-) -> tuple[dict[int, int], int | None]:
-    """The reply's rows so far (their ids by choice index) and the position new ones take:
-    theirs if there are some, else the next free one. `known`: the rows this attempt
-    knows of, or None to look (an earlier attempt may have made some)."""
-    if known is None:
-        found = Message.objects.filter(completion_id=completion.pk).values_list(
-            "choice_index", "pk", "position"
-        )
-        known, positions = {}, set()
-        for index, pk, position in found:
-            known[index] = pk
-            positions.add(position)
-        if positions:
-            return known, positions.pop()
-    if known:
-        return known, None  # new choices join the known rows' position (looked up then)
-    top = Message.objects.filter(conversation_id=completion.conversation_id).aggregate(
-        top=Max("position")
-    )["top"]
-    return known, 0 if top is None else top + 1
-
-
-def _stream_rows_discard(*, claim: Claim) -> None:
-    Message.objects.filter(
-        completion_id=claim.completion.pk, completion__claim_token=claim.token
-    ).delete()
-
-
 def completion_attempt_discard(*, claim: Claim) -> None:
     """After an unexpected error: drop what this attempt began to write, if the database
     lets us (else the next attempt takes the rows back)."""
     try:
-        _stream_rows_discard(claim=claim)
+        results.rows_discard(claim=claim)
     except DatabaseError:
         logger.warning("Could not discard the rows of completion %s", claim.completion.pk)
-
-
-def _usage(completion: Completion, response: protocol.ChatResponse) -> tuple[protocol.Usage, bool]:
-    """The usage the upstream reported, or an estimate (and True) when it reported none."""
-    if response.usage is not None:
-        return response.usage, False
-    prompt = sum(
-        protocol.estimate_tokens(m.get("content", "")) + 3
-        for m in completion.request_body.get("messages", [])
-    )
-    reply = sum(protocol.estimate_tokens(c.content) for c in response.choices)
-    return protocol.Usage(
-        prompt_tokens=prompt, completion_tokens=reply, total_tokens=prompt + reply
-    ), True
-
-
-def _result_fields(
-    claim: Claim,
-    response: protocol.ChatResponse,
-    *,
-    status: str,
-    error: protocol.UpstreamError | None,
-    now: datetime,
-) -> dict[str, Any]:
-    """The completion's columns once the call has ended."""
-    completion = claim.completion
-    usage, estimated = _usage(completion, response)
-    price, cost = pricing.priced(
-        model=completion.model,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        at=now,
-    )
-    latency_ms = response.latency_ms or (
-        int((now - completion.started_at).total_seconds() * 1000) if completion.started_at else None
-    )
-    return {
-        "status": status,
-        "response_id": response.id,
-        "response_created": response.created,
-        "response_model": response.model,
-        "response_object": response.object,
-        "choices": [{"index": c.index, "finish_reason": c.finish_reason} for c in response.choices],
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "usage_estimated": estimated,
-        "http_status": response.http_status,
-        "error_type": error.error_type if error else "",
-        "error_message": readable_error(error, attempts=completion.attempts) if error else "",
-        "latency_ms": latency_ms,
-        "finished_at": now,
-        "lease_expires_at": None,
-        "price": price,
-        "cost": cost,
-        "currency": price.currency if price else "",
-    }
-
-
-def _save_result(
-    *,
-    claim: Claim,
-    response: protocol.ChatResponse,
-    message_status: str,
-    completion_status: str = Completion.Status.SUCCEEDED,
-    error: protocol.UpstreamError | None = None,
-    rows: dict[int, int] | None = None,
-) -> list[Message] | None:
-    """Save the reply (a message per choice), its usage and its budget in one transaction
-    of five statements or so. `rows`: the reply's rows this attempt knows exist (ids by
-    choice index; {} for none), or None when an earlier attempt may have left some.
-
-    Returns the reply's rows as saved (and the completion's fields set on
-    `claim.completion`), or None, saving nothing, when the claim was lost."""
-    completion = claim.completion
-    now = timezone.now()
-    fields = _result_fields(claim, response, status=completion_status, error=error, now=now)
-    # Rendered before the transaction: no lock is held while Markdown is made.
-    choices = [
-        (choice, render_markdown_for_storage(choice.content))
-        for choice in sorted(response.choices, key=lambda c: c.index)
-    ]
-    if rows is None and completion.attempts == 1:
-        rows = {}  # the first attempt made no rows but those it knows of
-
-    def save() -> list[Message] | None:
-        # The budget is settled in the same update: the claim makes it happen once.
-        if not held(claim).update(**fields, budget_settled=True):
-            logger.info("Completion %s was claimed elsewhere; reply discarded", completion.pk)
-            return None
-        saved = _store_choices(completion, choices, status=message_status, now=now, rows=rows)
-        Conversation.objects.filter(pk=completion.conversation_id).update(last_activity_at=now)
-        budgets.period_adjust(
-            user_id=completion.user_id,
-            at=completion.queued_at,
-            reserved=budgets.Reservation(completion.reserved_tokens, completion.reserved_cost),
-            used_tokens=fields["total_tokens"] or 0,
-            used_cost=fields["cost"] or Decimal(0),
-        )
-        return saved
-
-    saved = transactions.atomic_with_retry(save)
-    if saved is not None:
-        for name, value in fields.items():
-            setattr(completion, name, value)
-    return saved
-
-
-def _store_choices(
-    completion: Completion,
-    choices: list[tuple[protocol.Choice, str]],
-    *,
-    status: str,
-    now: datetime,
-    rows: dict[int, int] | None,
-) -> list[Message]:
-    """Write each choice into its row (or a new one); returns the rows as they now are."""
-    existing, position = _reply_rows(completion, rows)
-    saved, new_rows = [], []
-    for order, (choice, html) in enumerate(choices):
-        fields = {
-            "content": choice.content,
-            "html": html,
-            "finish_reason": choice.finish_reason or "",
-            "status": status,
-        }
-        if choice.index in existing:
-            Message.objects.filter(pk=existing[choice.index]).update(**fields)
-            saved.append(_row(completion, choice.index, existing[choice.index], fields, now))
-            continue
-        if position is None:  # a choice the stream never wrote to: beside the others
-            position = Message.objects.values_list("position", flat=True).get(
-                pk=next(iter(existing.values()))
-            )
-        message = Message(
-            conversation_id=completion.conversation_id,
-            role=Message.Role.ASSISTANT,
-            position=position,
-            completion=completion,
-            choice_index=choice.index,
-            is_selected=(order == 0),
-            created_at=now,
-            **fields,
-        )
-        new_rows.append(message)
-        saved.append(message)
-    Message.objects.bulk_create(new_rows)
-    return saved
-
-
-def _row(completion: Completion, index: int, pk: int, fields: dict, now: datetime) -> Message:
-    """A row the stream made (first choice selected), as it is once saved."""
-    return Message(
-        pk=pk,
-        conversation_id=completion.conversation_id,
-        role=Message.Role.ASSISTANT,
-        position=0,
-        completion=completion,
-        choice_index=index,
-        is_selected=(index == 0),
-        created_at=now,
-        **fields,
-    )

@@ -1,4 +1,4 @@
-"""The life of a completion on the worker's side, but for the call itself (attempts.py):
+"""The life of a completion on the worker's side, but for the call itself (attempts.py, results.py):
 the claim, its lease, giving it back for a retry, failing it, the sweep that recovers lost
 work, and settling its budget reservation once.
 
