@@ -150,7 +150,13 @@ def _cpu_targets(overhead: dict[str, Any]) -> list[Target]:
         "ms",
         "≤ 30 ms",
         strict=False,
-        why=f"Per completion: {parts} (the table under figure 1).",
+        why=f"Per completion: {parts} (the table under figure 1). A profile of the web "
+        "process puts most of its share in the send (the request through Django's middleware, "
+        "the session and user, eight ORM statements, the 'sent' partial) and little in the "
+        "event stream; the worker's, in Celery's and kombu's own work per task (about a "
+        "third), the claim and the save's five statements. What would close it: fewer ORM "
+        "statements per send (the busy counts read with the conversation's lock), the user "
+        "kept with the cached session, and the last text batch sent with the end entry.",
         digits=1,
     )
     if embedded:
@@ -170,15 +176,18 @@ def _overhead_targets(overhead: dict[str, Any]) -> list[Target]:
                 "ms",
                 "≤ 30 ms",
                 strict=False,
-                why="Nothing queues with one person: this is the path's own latency, step by "
-                "step in the breakdown under figure 1.",
+                why="Nothing queues with one person: this is the path's own latency, mostly "
+                f"{_largest_steps(one, 'p50')} (the breakdown under figure 1): database and "
+                "Redis round trips and Python on each side, not waiting.",
             )
         )
     top = find_level(overhead["levels"], "users", 50)
     if top:
         busy = (
             f"The machine was {top['cpu']['machine']:.2f} cores busy at 50 people, so each "
-            "step waits behind the others (breakdown and CPU tables under figure 1)."
+            "step waits behind the others, most at p95 "
+            f"{_largest_steps(top, 'p95')} (breakdown and CPU tables under figure 1): "
+            "the web and worker processes each run their Python on one core at a time."
         )
         found.append(
             _check(
@@ -205,6 +214,13 @@ def _overhead_targets(overhead: dict[str, Any]) -> list[Target]:
     return found
 
 
+def _largest_steps(level: dict[str, Any], stat: str, count: int = 2) -> str:
+    """The `count` slowest steps of a level's breakdown at `stat`, as text."""
+    steps = sorted(level.get("breakdown", {}).items(), key=lambda item: -item[1][stat])[:count]
+    found = " and ".join(f"{name} {ms(value[stat])} ms" for name, value in steps)
+    return found or "its steps"
+
+
 def _first_token_targets(ttft: dict[str, Any]) -> list[Target]:
     streams = find_level(ttft["levels"], "streams", 50)
     if not streams:
@@ -217,8 +233,9 @@ def _first_token_targets(ttft: dict[str, Any]) -> list[Target]:
             "ms",
             "≤ 150 ms",
             strict=False,
-            why="Measured under the same load as the overhead at 50 people; where that "
-            "time goes is in figure 1.",
+            why=f"The median is {ms(streams['ttft_overhead']['p50'])} ms: the tail is "
+            "sends queued behind each other in the web and worker processes at the same load "
+            "as the overhead at 50 people (figure 1's breakdown says where).",
         )
     ]
 
@@ -244,8 +261,10 @@ def _in_flight_targets(flight: dict[str, Any]) -> list[Target]:
             "ms",
             "≤ 150 ms",
             strict=False,
-            why=f"The median page took {ms(flight['page']['p50'])} ms; the CPU during the "
-            "phase is in the table under figure 2.",
+            why=f"The median page took {ms(flight['page']['p50'])} ms; the slow ones waited "
+            f"behind the burst of {flight['conversations']} sends made within half a second "
+            "(and their replies ending together 5 s later) in the same two web processes; the "
+            "CPU during the phase is in the table under figure 2.",
         ),
         _check(
             "Worker peak RSS during the load",

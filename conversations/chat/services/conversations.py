@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 
 from chatsite import logs
 from conversations.billing import budgets
-from conversations.chat import channel, limits, selectors
+from conversations.chat import channel, limits
 from conversations.chat.models import Completion, Conversation, Message
 from conversations.shared import transactions
 from conversations.upstream import protocol
@@ -150,12 +150,11 @@ def message_send(
 
 
 def _send(owner: AbstractBaseUser, conversation_id: int, content: str):
-    """The send's transaction: eight statements when no budget applies (the user's row
-    with their budget, the conversation, the counts, the messages, two inserts and an
-    update), so it holds its locks briefly."""
+    """The send's transaction: seven statements when no budget applies (the user's row
+    with their budget, the conversation with the user's busy counts, the messages, two
+    inserts and an update), so it holds its locks briefly."""
     limits_in_force = rows.lock_sender(owner.pk)
-    conversation = selectors.get_conversation_for_user(owner, conversation_id, for_update=True)
-    active = rows.active_completions(owner.pk, conversation.pk)
+    conversation, active = rows.lock_own_conversation(owner.pk, conversation_id)
     if active.here:
         raise ConversationBusy(
             {"content": _("Wait for the reply to finish before sending another message.")}

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import Http404
 
 from conversations.billing import budgets
 from conversations.chat.models import Completion, Conversation, Message
@@ -59,6 +61,32 @@ def active_completions(user_id: int, conversation_id: int) -> Active:
         here=Count("pk", filter=Q(conversation_id=conversation_id)), everywhere=Count("pk")
     )
     return Active(counts["here"], counts["everywhere"])
+
+
+def _count(rows: QuerySet[Completion], by: str) -> Coalesce:
+    counted = rows.values(by).annotate(count=Count("pk")).values("count")
+    return Coalesce(Subquery(counted), 0)
+
+
+def lock_own_conversation(user_id: int, conversation_id: int) -> tuple[Conversation, Active]:
+    """The user's conversation, locked until the transaction ends (404 for anyone else's),
+    and the user's active completions, in one statement. Only after `lock_sender`: a
+    statement's counts are of the moment it began, before any wait for the conversation's
+    lock, and they hold because every completion of the user is made under the user's
+    lock, which this transaction already has."""
+    active = Completion.objects.filter(user_id=user_id, status__in=Completion.ACTIVE)
+    try:
+        conversation = (
+            Conversation.objects.select_for_update(no_key=True)
+            .annotate(
+                active_here=_count(active.filter(conversation_id=OuterRef("pk")), "conversation"),
+                active_everywhere=_count(active, "user"),
+            )
+            .get(pk=conversation_id, owner_id=user_id)
+        )
+    except Conversation.DoesNotExist:
+        raise Http404("No such conversation") from None
+    return conversation, Active(conversation.active_here, conversation.active_everywhere)
 
 
 @dataclass(frozen=True)
