@@ -113,3 +113,34 @@ def test_a_reader_never_shows_a_dead_attempts_text_with_the_retry(
     assert later and all(DEAD not in text for text in later), texts
     completion.refresh_from_db()
     assert completion.attempts == 2
+
+
+@pytest.mark.skipif(
+    not settings.REDIS_URL, reason="the live text goes through Redis only with REDIS_URL set"
+)
+def test_the_last_text_goes_out_with_the_end_entry_in_one_round_trip(monkeypatch):
+    import redis.client
+
+    from conversations.chat.channel.redis import stream_key
+
+    live = channel.reply_channel()
+    publisher = live.publisher(987_654, attempt=3, write_db=lambda contents: None)
+    publisher.publish([sse.StreamDelta(0, "Hello")])  # the first batch goes out at once
+    publisher.publish([sse.StreamDelta(0, " world")])  # this one waits for the interval
+    tail = publisher.take_unsent()
+    assert tail == {0: " world"} and publisher.take_unsent() == {}
+    trips = []
+    execute = redis.client.Pipeline.execute
+    monkeypatch.setattr(
+        redis.client.Pipeline, "execute", lambda self: trips.append(1) or execute(self)
+    )
+
+    live.publish_end(987_654, "succeeded", html={"en": "<p>Hello world</p>"}, tail=tail, attempt=3)
+
+    assert len(trips) == 1
+    entries = [fields for _, fields in live.client.xrange(stream_key(987_654))]
+    live.client.delete(stream_key(987_654))
+    assert entries[-2:] == [
+        {"i": "0", "d": " world", "a": "3"},
+        {"end": "succeeded", "html:en": "<p>Hello world</p>"},
+    ]

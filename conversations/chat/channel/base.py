@@ -106,6 +106,12 @@ class Publisher:
         if now - self.last_flush >= self.flush_interval:
             self.flush()
 
+    def take_unsent(self) -> dict[int, str]:
+        """The text not yet in the live copy, now the caller's to send (with the end)."""
+        unsent = dict(self.unsent) if self.send is not None else {}
+        self.unsent.clear()
+        return unsent
+
     def send_live(self) -> None:
         """One round trip for everything not yet in the live copy."""
         if self.send is not None and self.unsent:

@@ -77,8 +77,16 @@ class DatabaseChannel:
     def publish_status(self, completion_id: int, state: str, *, attempt: int) -> None:
         """Readers see the state in the completion's row."""
 
-    def publish_end(self, completion_id: int, ending: str, *, html: dict | None = None) -> None:
-        """Readers see the end in the completion's row."""
+    def publish_end(
+        self,
+        completion_id: int,
+        ending: str,
+        *,
+        html: dict | None = None,
+        tail: dict[int, str] | None = None,
+        attempt: int = 0,
+    ) -> None:
+        """Readers see the end (and all of the text) in the completion's row."""
 
     # The ended reply's HTML is worth making in the worker only if the channel carries it.
     carries_ended_html = False

@@ -136,6 +136,12 @@ def _resume_point(resume: str | None, choices: int) -> tuple[str, LiveText]:
     return "0-0", LiveText(choices=choices)
 
 
+def _add_deltas(pipe, completion_id: int, batch: dict[int, str], attempt: int) -> None:
+    # Each entry names its attempt: a reader drops what an earlier attempt wrote.
+    for index, text in batch.items():
+        pipe.xadd(stream_key(completion_id), {"i": index, "d": text, "a": attempt})
+
+
 class RedisChannel(DatabaseChannel):
     # Database writes are seconds apart: hold no connection in between (hundreds stream at
     # once), and a reader holds none while it follows the stream.
@@ -162,11 +168,9 @@ class RedisChannel(DatabaseChannel):
 
     def publisher(self, completion_id: int, *, attempt: int, write_db: Callable) -> Publisher:
         def send(batch: dict[int, str]) -> None:
-            # Each entry names its attempt: a reader drops what an earlier attempt wrote.
             try:
                 pipe = self.client.pipeline(transaction=False)
-                for index, text in batch.items():
-                    pipe.xadd(stream_key(completion_id), {"i": index, "d": text, "a": attempt})
+                _add_deltas(pipe, completion_id, batch, attempt)
                 pipe.expire(stream_key(completion_id), STREAM_TTL_SECONDS)
                 pipe.execute()
             except Exception:  # the database copy still carries the text
@@ -180,12 +184,28 @@ class RedisChannel(DatabaseChannel):
 
     carries_ended_html = True
 
-    def publish_end(self, completion_id: int, ending: str, *, html: dict | None = None) -> None:
+    def publish_end(
+        self,
+        completion_id: int,
+        ending: str,
+        *,
+        html: dict | None = None,
+        tail: dict[int, str] | None = None,
+        attempt: int = 0,
+    ) -> None:
         """The end entry, with the ended reply's HTML in each language when the worker has
-        made it (then a reader sends it on without a query or a template)."""
+        made it (then a reader sends it on without a query or a template), after the text
+        not yet sent (`tail`, of `attempt`), in the same round trip."""
         entry = {"end": str(ending)}
         entry |= {f"html:{language}": text for language, text in (html or {}).items()}
-        self._add(completion_id, entry, "end")
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            _add_deltas(pipe, completion_id, tail or {}, attempt)
+            pipe.xadd(stream_key(completion_id), entry)
+            pipe.expire(stream_key(completion_id), STREAM_TTL_SECONDS)
+            pipe.execute()
+        except Exception:  # readers fall back to the database, which has it too
+            logger.warning("Could not publish the end of %s to Redis", completion_id)
 
     def request_stop(self, completion_id: int) -> None:
         """A key (what a worker that was not listening finds later) and a message (what

@@ -56,12 +56,17 @@ def completion_attempt(*, claim: Claim) -> Outcome:
     return Outcome.SUCCEEDED
 
 
-def _publish_end(claim: Claim, outcome: Outcome, saved: list[Message]) -> None:
+def _publish_end(
+    claim: Claim, outcome: Outcome, saved: list[Message], *, tail: dict[int, str] | None = None
+) -> None:
     """Tell readers the reply ended, with its HTML when the channel carries it (made here
-    once, from the rows just saved, rather than by each reader's web process)."""
+    once, from the rows just saved, rather than by each reader's web process), after the
+    live text not yet sent (`tail`)."""
     live = channel.reply_channel()
     html = replies.ended_html(claim.completion, saved) if live.carries_ended_html else None
-    live.publish_end(claim.completion.pk, outcome, html=html)
+    live.publish_end(
+        claim.completion.pk, outcome, html=html, tail=tail, attempt=claim.completion.attempts
+    )
 
 
 def _release_connection() -> None:
@@ -159,7 +164,8 @@ class StreamAttempt:
             _release_connection()
 
     def save(self, response: protocol.ChatResponse, *, stopped: bool) -> Outcome:
-        self.publisher.send_live()  # the last batch, so a live reader has all of the text
+        # The last text goes out with the end entry, in one round trip.
+        tail = self.publisher.take_unsent()
         if stopped:
             for choice in response.choices:
                 choice.finish_reason = "stopped"
@@ -170,7 +176,7 @@ class StreamAttempt:
         if saved is None:
             return Outcome.LOST
         outcome = Outcome.STOPPED if stopped else Outcome.SUCCEEDED
-        _publish_end(self.claim, outcome, saved)
+        _publish_end(self.claim, outcome, saved, tail=tail)
         return outcome
 
     def save_partial(self, error: protocol.UpstreamError) -> Outcome:
