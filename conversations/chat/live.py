@@ -152,11 +152,11 @@ def application(*, fallback: Callable[..., Awaitable[None]]):
             found = PATH.match(scope["path"])
             claims = found and _claims(scope, int(found.group(2)))
             if claims and live.reader_releases_connection:
-                await _serve(scope, receive, send, found, claims)
+                await _serve(scope, receive, send, found, claims, live)
                 return
             if claims:  # the database channel's looks run in the connection's own thread
                 async with ThreadSensitiveContext():
-                    await _serve(scope, receive, send, found, claims)
+                    await _serve(scope, receive, send, found, claims, live)
                 return
         await fallback(scope, receive, send)
 
@@ -206,8 +206,9 @@ HEADERS = [
 ]
 
 
-async def _serve(scope, receive, send, found: re.Match, claims: dict) -> None:
-    live = channel.reply_channel()
+async def _serve(
+    scope, receive, send, found: re.Match, claims: dict, live: channel.DatabaseChannel
+) -> None:
     conversation_id, completion_id = int(found.group(1)), int(found.group(2))
     try:
         completion = await _in_thread(live, _completion_for)(

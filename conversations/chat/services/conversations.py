@@ -225,8 +225,9 @@ def completion_retry(*, completion: Completion) -> Completion:
 
     def retry() -> Completion:
         limits_in_force = rows.lock_sender(completion.user_id)
-        conversation = rows.lock_conversation(completion.conversation)
-        active = rows.active_completions(completion.user_id, conversation.pk)
+        conversation, active = rows.lock_own_conversation(
+            completion.user_id, completion.conversation_id
+        )
         if active.here:
             raise ConversationBusy(_("A reply is already being written."))
         limits.replies_in_flight_check(active=active.everywhere)

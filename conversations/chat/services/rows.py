@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
@@ -54,13 +54,6 @@ class Active:
 
     here: int
     everywhere: int
-
-
-def active_completions(user_id: int, conversation_id: int) -> Active:
-    counts = Completion.objects.filter(user_id=user_id, status__in=Completion.ACTIVE).aggregate(
-        here=Count("pk", filter=Q(conversation_id=conversation_id)), everywhere=Count("pk")
-    )
-    return Active(counts["here"], counts["everywhere"])
 
 
 def _count(rows: QuerySet[Completion], by: str) -> Coalesce:
