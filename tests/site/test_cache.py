@@ -62,3 +62,15 @@ def test_the_configured_cache_shares_its_client_across_threads():
     clients = _in_threads(2, lambda: caches["default"]._cache)
 
     assert clients[0] is clients[1]
+
+
+def test_each_operation_reuses_the_pools_redis_client():
+    # Django's own client builds a new redis.Redis (and its table of reply callbacks)
+    # for every get and set.
+    client = RedisCache(LOCATION, {"KEY_PREFIX": "t"})._cache
+
+    first = client.get_client("a", write=True)
+
+    assert client.get_client("b", write=True) is first
+    assert client.get_client("c") is first  # one server: reads use the same pool
+    assert first.connection_pool is client._get_connection_pool(write=True)
