@@ -1,12 +1,21 @@
 """How people sign up: the site settings an administrator changes, invitations, and
 accounts waiting for approval."""
 
+import logging
 import secrets
 
 from django.conf import settings
-from django.db import models
+from django.core.cache import cache
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models, transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from conversations.upstream.protocol import MAX_CHOICES
+
+logger = logging.getLogger(__name__)
 
 
 class SiteSettings(models.Model):
@@ -21,6 +30,17 @@ class SiteSettings(models.Model):
     signup_mode = models.CharField(
         _("sign-up"), max_length=16, choices=SignupMode.choices, default=SignupMode.OPEN
     )
+    max_choices = models.PositiveSmallIntegerField(
+        _("most choices per reply"),
+        default=4,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_CHOICES)],
+        help_text=_(
+            'The highest "Choices" (n) a conversation may ask for: each choice is a reply '
+            "the model writes and the site pays for."
+        ),
+    )
+
+    CACHE_KEY = "site-settings"
 
     class Meta:
         verbose_name = _("site settings")
@@ -29,6 +49,21 @@ class SiteSettings(models.Model):
 
     def __str__(self) -> str:
         return str(_("Site settings"))
+
+
+@receiver([post_save, post_delete], sender=SiteSettings)
+def _site_settings_changed(**kwargs) -> None:
+    """The row is read through the cache (accounts.selectors.site_settings): forget it now,
+    and again once the change commits (a read in between may have cached the old row)."""
+
+    def forget() -> None:
+        try:
+            cache.delete(SiteSettings.CACHE_KEY)
+        except Exception:
+            logger.error("Cache unavailable: other processes see the old site settings a while")
+
+    forget()
+    transaction.on_commit(forget)
 
 
 def invitation_code() -> str:

@@ -3,19 +3,40 @@ and the accounts waiting for approval."""
 
 from __future__ import annotations
 
+import logging
+
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .models import Invitation, PendingAccount, SiteSettings
 
+logger = logging.getLogger(__name__)
+
 SignupMode = SiteSettings.SignupMode
 
 
+# Saving the row empties the shared cache; a per-process cache (the embedded default's)
+# in another process sees the change within this many seconds.
+SETTINGS_CACHE_SECONDS = 60
+
+
 def site_settings() -> SiteSettings:
-    """The site settings (one row read by primary key; defaults when it is missing)."""
-    return SiteSettings.objects.filter(pk=1).first() or SiteSettings(pk=1)
+    """The site settings (one row read by primary key, through the cache; defaults when
+    it is missing). Every chat page and send reads them: no query while cached."""
+    try:
+        row = cache.get(SiteSettings.CACHE_KEY)
+    except Exception:  # the cache is away: the database has the row
+        row = None
+    if row is None:
+        row = SiteSettings.objects.filter(pk=1).first() or SiteSettings(pk=1)
+        try:
+            cache.set(SiteSettings.CACHE_KEY, row, SETTINGS_CACHE_SECONDS)
+        except Exception:
+            logger.warning("Cache unavailable: the site settings are read from the database")
+    return row
 
 
 def signup_mode() -> str:

@@ -8,7 +8,9 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy
 
+from conversations.accounts.selectors import site_settings
 from conversations.shared.forms import Form
 from conversations.upstream.protocol import MAX_CHOICES, MAX_STOP_SEQUENCES, MAX_TOKENS_LIMIT
 
@@ -42,6 +44,22 @@ def _number(label: str, step: str, **kwargs: Any) -> forms.FloatField:
     )
 
 
+def _choices(most: int) -> forms.IntegerField:
+    return forms.IntegerField(
+        label=_("Choices"),
+        required=False,
+        min_value=1,
+        max_value=most,
+        widget=forms.NumberInput(attrs={"placeholder": "1"}),
+        help_text=ngettext_lazy(
+            "Replies written at once, up to %(most)d on this site.",
+            "Replies written at once, up to %(most)d on this site.",
+            "most",
+        )
+        % {"most": most},
+    )
+
+
 class SettingsForm(Form):
     """A conversation's model and generation parameters; empty means "not set"."""
 
@@ -58,13 +76,7 @@ class SettingsForm(Form):
         max_value=MAX_TOKENS_LIMIT,
         widget=forms.NumberInput(attrs={"placeholder": _("model default")}),
     )
-    n = forms.IntegerField(
-        label=_("Choices"),
-        required=False,
-        min_value=1,
-        max_value=MAX_CHOICES,
-        widget=forms.NumberInput(attrs={"placeholder": "1"}),
-    )
+    n = _choices(MAX_CHOICES)  # the site's own limit is set in __init__
     stop = forms.CharField(
         label=_("Stop sequences"),
         required=False,
@@ -83,6 +95,7 @@ class SettingsForm(Form):
         if current and current not in models:
             models.insert(0, current)
         self.fields["model"].choices = [(m, m) for m in models]
+        self.fields["n"] = _choices(site_settings().max_choices)
 
     @classmethod
     def for_conversation(cls, conversation: Conversation, data: Any = None) -> SettingsForm:

@@ -125,6 +125,7 @@ def message_send(request: HttpRequest, pk: int) -> HttpResponse:
     else's) under its lock; only a refused send looks it up again, to redraw the composer."""
     form = MessageForm(request.POST)
     status = 400
+    busy = False
     if form.is_valid():
         try:
             message, completion = services.message_send(
@@ -139,6 +140,7 @@ def message_send(request: HttpRequest, pk: int) -> HttpResponse:
         except ValidationError as error:
             form.add_service_errors(error)
             status = _refusal_status(error)
+            busy = isinstance(error, services.ConversationBusy)
         else:
             if not request.htmx:
                 return redirect("conversation_detail", pk=pk)
@@ -146,9 +148,8 @@ def message_send(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = selectors.get_conversation_for_user(request.user, pk)
     if request.htmx:
         # 200: htmx 2 does not swap 4xx answers, and the composer must show the error.
-        return render(
-            request, _partial("composer"), {"conversation": conversation, "message_form": form}
-        )
+        context = {"conversation": conversation, "message_form": form, "busy_refused": busy}
+        return render(request, _partial("composer"), context)
     return _page(request, conversation, message_form=form, status=status)
 
 

@@ -11,6 +11,8 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
@@ -74,6 +76,17 @@ class FailedCompletionsFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _when(moment) -> str:
+    """A short date and time for a list column (the full one on hover)."""
+    moment = timezone.localtime(moment)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        moment.isoformat(),
+        date_format(moment, "DATETIME_FORMAT"),
+        date_format(moment, "SHORT_DATETIME_FORMAT"),
+    )
+
+
 @admin.register(Conversation)
 class ConversationAdmin(AuditedReadMixin, admin.ModelAdmin):
     list_display = (
@@ -83,8 +96,9 @@ class ConversationAdmin(AuditedReadMixin, admin.ModelAdmin):
         "message_count",
         "tokens",
         "cost",
-        "created_at",
-        "last_activity_at",
+        # When it started is in the filters and on its page: the list has room for when
+        # it was last used, and for the flag, at a laptop's width.
+        "last_activity",
         "flagged",
     )
     list_display_links = ("display_title",)
@@ -161,6 +175,13 @@ class ConversationAdmin(AuditedReadMixin, admin.ModelAdmin):
     @admin.display(description=_("cost"), ordering="total_cost")
     def cost(self, obj: Conversation) -> str:
         return selectors.cost_label(obj)
+
+    @admin.display(description=_("last activity"), ordering="last_activity_at")
+    def last_activity(self, obj: Conversation) -> str:
+        return _when(obj.last_activity_at)
+
+    class Media:
+        css = {"all": ("css/admin-lists.css",)}
 
     # Pages
 
@@ -256,7 +277,7 @@ class MessageAdmin(ChatContentAdmin):
         "conversation",
         "role",
         "position",
-        "choice_index",
+        "choice_number",
         "is_selected",
         "status",
         "created_at",
@@ -273,13 +294,18 @@ class MessageAdmin(ChatContentAdmin):
         "position",
         "status",
         "completion",
-        "choice_index",
+        "choice_number",
         "finish_reason",
         "is_selected",
         "created_at",
         "rendered_content",
     )
     readonly_fields = fields
+
+    @admin.display(description=_("choice"), ordering="choice_index")
+    def choice_number(self, obj: Message) -> int | None:
+        # From 1, as the chat numbers them; the API's (and the exports') index is from 0.
+        return None if obj.choice_index is None else obj.choice_index + 1
 
     @admin.display(description=_("content"))
     def rendered_content(self, obj: Message) -> str:

@@ -146,7 +146,8 @@ def _markdown_reply(message: Message, completions: dict[int, Completion]) -> lis
     completion = completions.get(message.completion_id)
     details = []
     if completion is not None and len(completion.choices or []) > 1:
-        details.append(_("choice %(index)s") % {"index": message.choice_index})
+        # Numbered from 1, as the chat shows them (the JSON and CSV keep the API's index).
+        details.append(_("Choice %(number)s") % {"number": message.choice_index + 1})
         if message.is_selected:
             details.append(_("selected"))
     if message.finish_reason:

@@ -2,7 +2,10 @@
 
 `tokens_per_day_svg` draws one stacked bar per day (prompt below, completion above)
 with a y axis of round numbers, day labels, a legend, a `<title>` tooltip per bar,
-and `role="img"` with an `aria-label` summary for screen readers.
+and `role="img"` with an `aria-label` summary for screen readers. `narrow=True` draws it
+for a phone (half the width, the legend on a line of its own, fewer day labels), so its
+text stays readable instead of shrinking to a few pixels; the page shows one or the other.
+Colours of text, gridlines and axes come from the page's stylesheet (light and dark).
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
 
 WIDTH, HEIGHT = 760, 300
+NARROW_WIDTH, NARROW_HEIGHT = 360, 260
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 44, 44
+NARROW_LEFT, NARROW_TOP = 48, 64
 PROMPT_COLOUR, COMPLETION_COLOUR = "#4c78a8", "#f58518"  # readable with colour blindness
-MAX_X_LABELS = 12
+MAX_X_LABELS, NARROW_X_LABELS = 12, 6
 
 
 def nice_step(top: int, ticks: int = 5) -> int:
@@ -57,26 +62,33 @@ def _day(day: date) -> str:
     return formats.date_format(day, "DATE_FORMAT")
 
 
-def tokens_per_day_svg(days: Sequence[dict], *, title: str | None = None) -> SafeString:
+def tokens_per_day_svg(
+    days: Sequence[dict], *, title: str | None = None, narrow: bool = False
+) -> SafeString:
     """A stacked bar chart of `days` (rows with day, prompt_tokens, completion_tokens,
     total_tokens, requests), oldest first."""
-    chart = _Chart(days)
+    chart = _Chart(days, narrow=narrow)
     title = title or _("Tokens per day")
     summary = chart.summary(title)
     parts = [*chart.grid(), *chart.bars(), *chart.empty_note(), chart.axes(), chart.legend()]
     return format_html(
-        '<svg class="usage-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" '
+        '<svg class="usage-chart{}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" '
         'role="img" aria-label="{}" font-family="system-ui, sans-serif" font-size="12">'
         '<title>{}</title><text x="{}" y="20" class="chart-title" font-size="15" '
         'font-weight="600">{}</text>{}</svg>',
-        WIDTH,
-        HEIGHT,
+        " usage-chart-narrow" if narrow else " usage-chart-wide",
+        chart.width,
+        chart.height,
         summary,
         summary,
-        LEFT,
+        chart.left,
         title,
         mark_safe("".join(parts)),  # noqa: S308 - every part was built with format_html
     )
+
+
+def _count(number: int) -> str:
+    return formats.number_format(number, force_grouping=True)
 
 
 def _tokens(row: dict) -> int:
@@ -86,9 +98,14 @@ def _tokens(row: dict) -> int:
 class _Chart:
     """The geometry of one chart, and its parts as SVG, each made with format_html."""
 
-    def __init__(self, days: Sequence[dict]) -> None:
+    def __init__(self, days: Sequence[dict], *, narrow: bool = False) -> None:
         self.days = days
-        self.plot_w, self.plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+        self.narrow = narrow
+        self.width, self.height = (NARROW_WIDTH, NARROW_HEIGHT) if narrow else (WIDTH, HEIGHT)
+        self.left, self.top_edge = (NARROW_LEFT, NARROW_TOP) if narrow else (LEFT, TOP)
+        self.labels = NARROW_X_LABELS if narrow else MAX_X_LABELS
+        self.plot_w = self.width - self.left - RIGHT
+        self.plot_h = self.height - self.top_edge - BOTTOM
         self.count = max(len(days), 1)
         self.highest = max((_tokens(row) for row in days), default=0)
         self.step = nice_step(self.highest)
@@ -97,7 +114,7 @@ class _Chart:
         self.bar_w = max(1.0, self.slot * 0.7)
 
     def y(self, value: int) -> float:
-        return TOP + self.plot_h - self.plot_h * value / self.top
+        return self.top_edge + self.plot_h - self.plot_h * value / self.top
 
     def grid(self) -> list[str]:
         """Gridlines and y labels."""
@@ -105,11 +122,11 @@ class _Chart:
             format_html(
                 '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}" stroke="#d9d9d9"/>'
                 '<text x="{}" y="{}" text-anchor="end" dominant-baseline="middle">{}</text>',
-                LEFT,
-                LEFT + self.plot_w,
+                self.left,
+                self.left + self.plot_w,
                 f"{self.y(value):.1f}",
                 f"{self.y(value):.1f}",
-                LEFT - 6,
+                self.left - 6,
                 f"{self.y(value):.1f}",
                 compact(value),
             )
@@ -119,17 +136,17 @@ class _Chart:
     def bars(self) -> list[str]:
         """A bar per day, each with a tooltip; a day label every few bars."""
         parts = []
-        every = max(1, math.ceil(self.count / MAX_X_LABELS))
+        every = max(1, math.ceil(self.count / self.labels))
         span = (self.days[-1]["day"] - self.days[0]["day"]).days + 1 if self.days else 0
         for i, row in enumerate(self.days):
-            x = LEFT + self.slot * i + (self.slot - self.bar_w) / 2
+            x = self.left + self.slot * i + (self.slot - self.bar_w) / 2
             parts.append(self.bar(row, x))
             if i % every == 0:
                 parts.append(
                     format_html(
                         '<text x="{}" y="{}" text-anchor="middle">{}</text>',
                         f"{x + self.bar_w / 2:.1f}",
-                        TOP + self.plot_h + 16,
+                        self.top_edge + self.plot_h + 16,
                         _day_label(row["day"], span),
                     )
                 )
@@ -142,10 +159,10 @@ class _Chart:
             "%(requests)s requests"
         ) % {
             "day": _day(row["day"]),
-            "total": row["total_tokens"],
-            "prompt": prompt,
-            "completion": completion,
-            "requests": row["requests"],
+            "total": _count(row["total_tokens"]),
+            "prompt": _count(prompt),
+            "completion": _count(completion),
+            "requests": _count(row["requests"]),
         }
         y = self.y
         return format_html(
@@ -171,8 +188,8 @@ class _Chart:
         return [
             format_html(
                 '<text x="{}" y="{}" text-anchor="middle" class="empty">{}</text>',
-                LEFT + self.plot_w / 2,
-                TOP + self.plot_h / 2,
+                self.left + self.plot_w / 2,
+                self.top_edge + self.plot_h / 2,
                 _("No tokens used in this range"),
             )
         ]
@@ -180,35 +197,40 @@ class _Chart:
     def axes(self) -> str:
         """Axes and their titles."""
         return format_html(
-            '<line x1="{l}" x2="{l}" y1="{t}" y2="{b}" stroke="#333"/>'
-            '<line x1="{l}" x2="{r}" y1="{b}" y2="{b}" stroke="#333"/>'
+            '<line class="axis" x1="{l}" x2="{l}" y1="{t}" y2="{b}" stroke="#333"/>'
+            '<line class="axis" x1="{l}" x2="{r}" y1="{b}" y2="{b}" stroke="#333"/>'
             '<text x="{l}" y="{yt}" class="axis-title">{tokens}</text>'
             '<text x="{r}" y="{xt}" text-anchor="end" class="axis-title">{day}</text>',
-            l=LEFT,
-            r=LEFT + self.plot_w,
-            t=TOP,
-            b=TOP + self.plot_h,
-            yt=TOP - 10,
-            xt=HEIGHT - 6,
+            l=self.left,
+            r=self.left + self.plot_w,
+            t=self.top_edge,
+            b=self.top_edge + self.plot_h,
+            yt=self.top_edge - 10,
+            xt=self.height - 6,
             tokens=_("tokens"),
             day=_("day"),
         )
 
     def legend(self) -> str:
-        legend_x = WIDTH - RIGHT - 260
+        # Beside the title when wide; on a line of its own, under it, when narrow.
+        legend_x, top = (self.left, 28) if self.narrow else (self.width - RIGHT - 260, 10)
         return format_html(
             '<g class="legend">'
-            '<rect x="{}" y="10" width="12" height="12" fill="{}"/>'
-            '<text x="{}" y="20">{}</text>'
-            '<rect x="{}" y="10" width="12" height="12" fill="{}"/>'
-            '<text x="{}" y="20">{}</text></g>',
+            '<rect x="{}" y="{}" width="12" height="12" fill="{}"/>'
+            '<text x="{}" y="{}">{}</text>'
+            '<rect x="{}" y="{}" width="12" height="12" fill="{}"/>'
+            '<text x="{}" y="{}">{}</text></g>',
             legend_x,
+            top,
             PROMPT_COLOUR,
             legend_x + 18,
+            top + 10,
             _("prompt tokens"),
             legend_x + 130,
+            top,
             COMPLETION_COLOUR,
             legend_x + 148,
+            top + 10,
             _("completion tokens"),
         )
 
@@ -224,7 +246,7 @@ class _Chart:
             "title": title,
             "start": _day(self.days[0]["day"]),
             "end": _day(self.days[-1]["day"]),
-            "total": sum(row["total_tokens"] for row in self.days),
+            "total": _count(sum(row["total_tokens"] for row in self.days)),
             "peak_day": _day(peak["day"]),
-            "peak": _tokens(peak),
+            "peak": _count(_tokens(peak)),
         }

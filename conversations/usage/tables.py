@@ -1,7 +1,8 @@
 """The usage tables: one list of cells per row (`table`), shown on the page and written to
-CSV alike, so a downloaded row always reads exactly as it does on the page. CSV headers
-stay English in every language, and the files start with a UTF-8 BOM so spreadsheet
-programs keep Chinese text intact."""
+CSV alike, so a downloaded row holds what the page shows; only the page groups its counts
+as the language writes them (12,804), while the CSV keeps plain figures a spreadsheet
+reads as numbers. CSV headers stay English in every language, and the files start with a
+UTF-8 BOM so spreadsheet programs keep Chinese text intact."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.http import HttpResponse
-from django.utils import translation
+from django.utils import formats, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -53,11 +54,16 @@ def cost_cell(row: dict[str, Any]) -> str:
     return reports.cost_text(row["cost"])
 
 
-def cell(row: dict[str, Any], key: str) -> str:
+COUNTS = NUMERIC - {"cost"}
+
+
+def cell(row: dict[str, Any], key: str, *, grouped: bool = False) -> str:
     if key == "cost":
         return cost_cell(row)
     if key == "day":
         return row["day"].isoformat()
+    if grouped and key in COUNTS:
+        return formats.number_format(row[key], force_grouping=True)
     return str(row[key])
 
 
@@ -70,10 +76,13 @@ class Column:
     sorted: str = ""  # "ascending" / "descending" when the table is sorted by it
 
 
-def table(rows: list[dict], keys: list[str]) -> list[dict[str, Any]]:
-    """The cells of each row, as shown on the page and written to CSV."""
+def table(rows: list[dict], keys: list[str], *, grouped: bool = False) -> list[dict[str, Any]]:
+    """The cells of each row: for CSV, or `grouped` for the page."""
     return [
-        {"user_id": row.get("user_id"), "cells": [(key, cell(row, key)) for key in keys]}
+        {
+            "user_id": row.get("user_id"),
+            "cells": [(key, cell(row, key, grouped=grouped)) for key in keys],
+        }
         for row in rows
     ]
 

@@ -37,11 +37,13 @@ def _user_context(user_id: int, form: UsageRangeForm) -> dict[str, Any]:
         "end": end,
         "summary": drill["summary"],
         "summary_cost": cost_cell(drill["summary"]),
-        "chart": charts.tokens_per_day_svg(drill["days"]),
+        # The page shows the one that fits the window (usage.css).
+        "chart": charts.tokens_per_day_svg(drill["days"])
+        + charts.tokens_per_day_svg(drill["days"], narrow=True),
         "day_columns": columns(day_keys),
-        "day_rows": table(drill["days"], day_keys),
+        "day_rows": table(drill["days"], day_keys, grouped=True),
         "model_columns": columns(model_keys),
-        "model_rows": table(drill["models"], model_keys),
+        "model_rows": table(drill["models"], model_keys, grouped=True),
     }
 
 
@@ -111,7 +113,7 @@ def usage_all(request: HttpRequest) -> HttpResponse:
             "order": order,
             "total": reports.combined(rows),
             "columns": columns(keys, sort=query, order=order),
-            "rows": table(rows, keys),
+            "rows": table(rows, keys, grouped=True),
             "csv_query": urlencode({**query, "order": order}),
             "toggle_query": urlencode(
                 {**_range_query(form), "order": order, **({} if by else {"by": "model"})}

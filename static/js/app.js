@@ -228,7 +228,45 @@
     textarea.setAttribute("aria-describedby", "composer-error");
   });
 
+  // --- While a reply is being written the server takes no new message: Send waits, and
+  // once the reply ends Send comes back and a "wait for the reply" error goes away. ---
+  function syncComposer() {
+    const composer = document.getElementById("composer");
+    if (!composer || !composer.hasAttribute("hx-post")) return;
+    const busy = !!document.querySelector("#messages .reply-pending");
+    composer.dataset.busy = busy ? "true" : "false";
+    const button = composer.querySelector("button[type=submit]");
+    // During the send itself htmx holds the button (hx-disabled-elt) and gives it back.
+    if (button && !composer.classList.contains("htmx-request")) {
+      button.disabled = busy;
+      if (busy) button.title = composer.dataset.busyText || "";
+      else button.removeAttribute("title");
+    }
+    const error = busy ? null : composer.querySelector("[data-clears-when-idle]");
+    if (error) {
+      error.remove();
+      composer.querySelector(".composer-box").classList.remove("field-invalid");
+      const textarea = composer.querySelector("textarea");
+      textarea.removeAttribute("aria-invalid");
+      textarea.setAttribute("aria-describedby", "composer-hint");
+    }
+  }
+
+  let syncQueued = false;
+  new MutationObserver(function () {
+    if (syncQueued) return;
+    syncQueued = true;
+    requestAnimationFrame(function () { syncQueued = false; syncComposer(); });
+  // Classes too: htmx settles a swapped-in reply with the old element's classes for a
+  // moment, so the ended reply is `.reply-pending` until its own class is put back.
+  }).observe(document.documentElement, {
+    childList: true, subtree: true, attributes: true, attributeFilter: ["class"],
+  });
+  document.addEventListener("htmx:afterRequest", syncComposer);
+  document.addEventListener("htmx:afterSettle", syncComposer);
+
   function init() {
+    syncComposer();
     initChoices(document);
     document.querySelectorAll("textarea[data-enter-sends]").forEach(autogrow);
     scrollToNewest();

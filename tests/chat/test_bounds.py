@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from conversations.models import SiteSettings
 from tests.http import HTMX
 
 HUGE = "99999999999999999999999"
@@ -28,6 +29,7 @@ def test_a_number_out_of_range_is_a_form_error(client, alice, conversation, fiel
 
 
 def test_the_largest_max_tokens_and_choices_are_accepted(client, alice, conversation):
+    SiteSettings.objects.update_or_create(pk=1, defaults={"max_choices": 128})
     client.force_login(alice)
     data = {
         "settings-model": conversation.model,

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
 from conversations.models import Completion, Message
+from tests.chat.browser import new_chat, open_settings
 from tests.support import browser_login
 
 pytestmark = pytest.mark.browser
 
 REPLY_TIMEOUT = 20_000
-
-
-@pytest.fixture
-def carol(transactional_db) -> User:
-    return User.objects.create_user("carol", password="carol-password-1")
-
-
-def new_chat(page: Page) -> None:
-    page.get_by_role("button", name="New chat").click()
-    expect(page).to_have_url(re.compile(r"/c/\d+/$"))
-
-
-def open_settings(page: Page) -> None:
-    page.get_by_text("Settings", exact=True).click()
-    expect(page.get_by_label("Temperature")).to_be_visible()
 
 
 def send(page: Page, text: str) -> None:

@@ -509,6 +509,21 @@ def test_exporting_markdown_gives_one_transcript_per_conversation(
     assert "hello from bob" in text
     assert "Be brief." in text
     assert text.index("Name two rivers") < text.index("The Rhine **and** the Danube")
+    # Numbered as the chat numbers them.
+    assert "Choice 1" in text and "Choice 2" in text
+    assert "choice 0" not in text.lower()
+
+
+def test_the_transcript_numbers_choices_as_the_chat_does(client, reviewer, two_real_conversations):
+    first, _second = two_real_conversations
+    client.force_login(reviewer)
+    page = client.get(change_url(first)).content.decode()
+    assert page.count("Choice 1") == 2 and page.count("Choice 2") == 2
+    assert "choice 0" not in page.lower()
+
+    reply = first.messages.filter(role="assistant", choice_index=1).first()
+    assert ">2</td>" in client.get(changelist(Message) + f"?q={first.pk}").content.decode()
+    assert "Choice" in client.get(change_url(reply)).content.decode()
 
 
 def test_exporting_csv_gives_one_row_per_message_readable_by_spreadsheets(

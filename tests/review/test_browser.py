@@ -98,3 +98,34 @@ def test_the_admin_pages_work_under_the_content_security_policy(live_stack, page
     page.goto(f"{live_stack.url}/admin/conversations/modelprice/add/")
     page.get_by_role("link", name="Now").first.click()
     expect(page.locator("#id_valid_from_0")).not_to_have_value("")
+
+
+def test_the_conversation_list_fits_a_laptop_screen(live_stack, page):
+    """At 1280 px every column shows, Flagged included; titles and dates are not squeezed."""
+    alice = User.objects.create_user("alice", password="alice-password-1")
+    rita = User.objects.create_user("rita", password="rita-password-1", is_staff=True)
+    rita.groups.add(reviewer_group())
+    for title in ("Planning the spring garden with raised beds and drip lines", "Tax questions"):
+        make_conversation(alice, ("Hello there", "Hi."), title=title)
+
+    page.goto(f"{live_stack.url}/admin/login/")
+    page.get_by_label("Username").fill("rita")
+    page.get_by_label("Password").fill("rita-password-1")
+    page.get_by_role("button", name="Log in").click()
+    page.goto(f"{live_stack.url}/admin/conversations/conversation/")
+
+    visible = """el => {
+        const box = el.getBoundingClientRect();
+        const x = box.left + Math.min(box.width / 2, 20), y = box.top + box.height / 2;
+        const hit = document.elementFromPoint(x, y);
+        return x < innerWidth && (hit === el || el.contains(hit));
+    }"""
+    for column in ("flagged", "last_activity", "cost", "model"):
+        header = page.locator(f"#result_list thead th.column-{column}")
+        assert header.evaluate(visible), f"the {column} column is off screen"
+        cell = page.locator(f"#result_list tbody td.field-{column}").first
+        assert cell.evaluate("el => el.scrollWidth <= el.clientWidth"), column
+    long_title = page.locator("#result_list tbody th.field-display_title").filter(has_text="spring")
+    assert long_title.bounding_box()["height"] < 3 * 24  # two lines at most
+    # The full date is on hover.
+    assert page.locator("td.field-last_activity time").first.get_attribute("title")

@@ -68,3 +68,44 @@ def test_my_usage_shows_the_totals_and_the_chart_after_a_few_chats(live_stack, p
     ).to_have_count(1)
     expect(page.get_by_role("table", name="Usage per model")).to_contain_text("gpt-4o-mini")
     expect(page.get_by_role("link", name="Download CSV (per model)")).to_be_visible()
+
+
+def test_the_chart_reads_on_a_phone_in_dark_mode(live_stack, page, alice):
+    from playwright.sync_api import expect
+
+    from conversations.chat.services import conversations as chat_services
+
+    conversation = chat_services.conversation_create(owner=alice)
+    for days_ago, tokens in ((0, 9378), (1, 12804)):
+        Completion.objects.create(
+            conversation=conversation,
+            user=alice,
+            model=conversation.model,
+            status=Completion.Status.SUCCEEDED,
+            prompt_tokens=tokens - 1000,
+            completion_tokens=1000,
+            total_tokens=tokens,
+            queued_at=timezone.now() - timedelta(days=days_ago),
+        )
+    page.emulate_media(color_scheme="dark")
+    page.set_viewport_size({"width": 375, "height": 812})
+    browser_login(page, live_stack.url, "alice", "alice-password-1")
+    page.goto(f"{live_stack.url}/usage/")
+
+    chart = page.get_by_role("img", name=re.compile(r"^Tokens per day"))
+    expect(chart).to_have_count(1)  # the narrow drawing; the wide one is hidden
+    expect(chart).to_have_class(re.compile("usage-chart-narrow"))
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    # Its text is drawn at a readable size, not shrunk to a few pixels.
+    sizes = chart.locator("text").evaluate_all(
+        "texts => texts.map(t => t.getBoundingClientRect().height)"
+    )
+    assert min(size for size in sizes if size) >= 10
+    # Dark, as the page is: not a white box.
+    background = chart.evaluate("el => getComputedStyle(el).backgroundColor")
+    red, green, blue = (int(part) for part in re.findall(r"\d+", background)[:3])
+    assert red + green + blue < 3 * 80, background
+    text_colour = chart.locator("text").first.evaluate("el => getComputedStyle(el).fill")
+    assert sum(int(part) for part in re.findall(r"\d+", text_colour)[:3]) > 3 * 160
+    # Counts grouped by thousands.
+    expect(page.locator("dl.usage-totals dd[data-total=total_tokens]")).to_have_text("22,182")

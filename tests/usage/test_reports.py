@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -313,6 +314,29 @@ def test_chart_is_an_accessible_stacked_bar_chart():
     assert svg.count('<g class="bar"><title>') == 5
     assert "June 6, 2025: 560 tokens (400 prompt, 160 completion), 4 requests" in svg
     assert "prompt tokens" in svg and "completion tokens" in svg
+
+
+def test_a_phones_chart_is_drawn_narrow_with_its_legend_under_the_title():
+    days = [
+        {
+            "day": DAY1 + timedelta(days=i),
+            "prompt_tokens": 9000,
+            "completion_tokens": 3804,
+            "total_tokens": 12804,
+            "requests": 3,
+        }
+        for i in range(30)
+    ]
+    wide = str(charts.tokens_per_day_svg(days))
+    narrow = str(charts.tokens_per_day_svg(days, narrow=True))
+    assert 'viewBox="0 0 760 300"' in wide and 'viewBox="0 0 360 260"' in narrow
+    # Fewer day labels, so each stays readable at a phone's width.
+    day_labels = re.compile(r'<text x="[\d.]+" y="\d+" text-anchor="middle">')
+    assert len(day_labels.findall(narrow)) <= 6 < len(day_labels.findall(wide))
+    # Counts grouped by thousands in the tooltip.
+    assert "12,804 tokens (9,000 prompt, 3,804 completion), 3 requests" in narrow
+    # Colours of gridlines and axes are the stylesheet's (light and dark).
+    assert 'class="grid"' in narrow and 'class="axis"' in narrow
 
 
 def test_chart_of_an_empty_range_says_so():

@@ -124,7 +124,8 @@ def test_my_usage_shows_totals_chart_and_tables(client, alice, usage):
     assert '<dd data-total="total_tokens">415</dd>' in page
     assert '<dd data-total="cost">0.000096 USD</dd>' in page
     assert "1 request has no price set for its model" in page
-    assert '<svg class="usage-chart"' in page and 'role="img"' in page
+    assert '<svg class="usage-chart usage-chart-wide"' in page and 'role="img"' in page
+    assert '<svg class="usage-chart usage-chart-narrow"' in page
     models = tables(response)["Usage per model"]
     assert models[0] == [
         "Model",
@@ -206,7 +207,7 @@ def test_it_never_shows_another_users_numbers(client, alice, bob, charlie, usage
     response = client.get(reverse("usage_mine"), {**RANGE, "user": alice.pk, "user_id": alice.pk})
     assert '<dd data-total="requests">0</dd>' in response.content.decode()
     client.force_login(bob)
-    assert "9000" in client.get(reverse("usage_mine"), RANGE).content.decode()
+    assert "9,000" in client.get(reverse("usage_mine"), RANGE).content.decode()
     assert "gpt-4o<" not in client.get(reverse("usage_mine"), RANGE).content.decode()
 
 
@@ -230,7 +231,7 @@ def test_staff_see_one_row_per_user(client, charlie, usage):
     table = tables(response)["Usage per user"]
     assert table[0][0] == "User"
     assert table[1:] == [
-        ["bob", "1", "0", "9000", "7777", "16777", "1.2345", "USD", "0"],
+        ["bob", "1", "0", "9,000", "7,777", "16,777", "1.2345", "USD", "0"],
         ["alice", "4", "1", "330", "85", "415", "0.000096", "USD", "1"],
     ]
     page = response.content.decode()
@@ -275,7 +276,14 @@ def test_staff_csv_rows_are_the_page_table_rows(client, charlie, usage, query):
     client.force_login(charlie)
     page = tables(client.get(reverse("usage_all"), {**RANGE, **query}))["Usage per user"]
     rows = csv_rows(client.get(reverse("usage_all_csv"), {**RANGE, **query}))
-    assert rows == page
+    # The same cells, but for the page's thousands separators (a spreadsheet reads plain
+    # figures as numbers).
+    assert rows == [[_ungrouped(cell) for cell in row] for row in page]
+
+
+def _ungrouped(cell: str) -> str:
+    plain = cell.replace(",", "")
+    return plain if plain.isdigit() else cell
 
 
 def test_staff_drill_down_to_a_users_days_and_models(client, charlie, alice, usage):
@@ -343,3 +351,17 @@ def test_the_pages_work_in_simplified_chinese(client, alice, usage):
     assert response.status_code == 200
     assert response.context["start"] == date(2025, 6, 1)
     assert 'value="2025-06-01"' in response.content.decode()
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_counts_are_grouped_by_thousands_on_the_page_and_plain_in_csv(client, bob, usage, language):
+    client.force_login(bob)
+    page = client.get(reverse("usage_mine"), RANGE, HTTP_ACCEPT_LANGUAGE=language)
+    text = page.content.decode()
+    assert '<dd data-total="prompt_tokens">9,000</dd>' in text
+    assert '<dd data-total="total_tokens">16,777</dd>' in text
+    per_model = tables(page)[next(c for c in tables(page) if "model" in c.lower() or "模型" in c)]
+    assert per_model[1][3:6] == ["9,000", "7,777", "16,777"]
+    assert "16,777" in text.split("<svg", 1)[1]  # the chart's tooltip and summary
+    rows = csv_rows(client.get(reverse("usage_mine_csv"), {**RANGE, "group": "model"}))
+    assert rows[1][3:6] == ["9000", "7777", "16777"]

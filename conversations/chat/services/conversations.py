@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chatsite import logs
+from conversations.accounts.selectors import site_settings
 from conversations.billing import budgets
 from conversations.chat import channel, limits
 from conversations.chat.models import Completion, Conversation, Message
@@ -46,6 +47,11 @@ def _check_parameters(values: dict[str, Any]) -> None:
         protocol.validate_parameters({**values, "stop": values.get("stop") or None})
     except protocol.ParameterError as exc:
         raise ValidationError({exc.field: exc.message}) from exc
+    # The site's own limit, below the contract's (each choice is a reply paid for).
+    if (values.get("n") or 1) > 1 and values["n"] > (most := site_settings().max_choices):
+        raise ValidationError(
+            {"n": _("At most %(most)d choices on this site.") % {"most": most}}, code="max_choices"
+        )
 
 
 def conversation_create(*, owner, **params: Any) -> Conversation:
@@ -99,6 +105,9 @@ def history(conversation: Conversation, *, upto_position: int | None = None) -> 
 def request_body(conversation: Conversation, messages: list[dict]) -> dict[str, Any]:
     params = conversation.generation_params()
     model = params.pop("model")
+    if (params.get("n") or 1) > 1:
+        # Saved before an administrator lowered the site's limit: asks for no more than it.
+        params["n"] = min(params["n"], site_settings().max_choices)
     try:
         return protocol.build_request(
             model=model, messages=messages, stream=settings.UPSTREAM_STREAM, **params

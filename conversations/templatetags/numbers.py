@@ -1,0 +1,14 @@
+"""Numbers as the page's language writes them: `{{ value|grouped }}` is 12,804 (grouped by
+thousands), for counts of tokens and requests. CSV files keep plain figures."""
+
+from django import template
+from django.utils import formats
+
+register = template.Library()
+
+
+@register.filter
+def grouped(value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        return value
+    return formats.number_format(value, force_grouping=True)

@@ -1,0 +1,134 @@
+"""What a new user met on the chat page (issue 17), in Chromium against the live stack."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.chat.browser import new_chat, open_settings
+from tests.factories import make_conversation
+from tests.support import browser_login
+
+pytestmark = pytest.mark.browser
+
+REPLY_TIMEOUT = 20_000
+
+
+def in_view_and_on_top(page: Page, selector: str) -> bool:
+    """The element is inside the window and nothing covers its middle (a click lands)."""
+    return page.evaluate(
+        """(selector) => {
+          const el = document.querySelector(selector);
+          const box = el.getBoundingClientRect();
+          const x = box.left + box.width / 2, y = box.top + box.height / 2;
+          if (box.width === 0 || x < 0 || y < 0 || x > innerWidth || y > innerHeight) return false;
+          const hit = document.elementFromPoint(x, y);
+          return hit === el || el.contains(hit);
+        }""",
+        selector,
+    )
+
+
+def test_the_model_chip_and_the_tabs_title_follow_settings_and_renames(live_stack, page, carol):
+    browser_login(page, live_stack.url, "carol", "carol-password-1")
+    new_chat(page)
+    chip = page.locator("#conversation-model")
+    expect(chip).to_have_text("gpt-4o-mini")
+
+    open_settings(page)
+    page.get_by_label("Model").select_option("gpt-4o")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text("Settings saved.")).to_be_visible()
+    expect(chip).to_have_text("gpt-4o")  # at once, without a reload
+    expect(page.locator("#conversation-model")).to_have_count(1)
+    page.keyboard.press("Escape")
+
+    page.get_by_text("Rename", exact=True).click()
+    page.get_by_label("Title").fill("Trip to Kyoto")
+    page.get_by_role("button", name="Save title").click()
+    expect(page.get_by_role("heading", name="Trip to Kyoto")).to_be_visible()
+    expect(page).to_have_title("Trip to Kyoto · chatsite")
+
+
+def test_only_the_transcript_scrolls_when_an_old_message_comes_into_view(live_stack, page, carol):
+    turns = [
+        (f"Question {i}", f"Answer {i}\n\n" + "A line of the answer. " * 20) for i in range(30)
+    ]
+    conversation = make_conversation(carol, *turns, title="Long one")
+    browser_login(page, live_stack.url, "carol", "carol-password-1")
+    page.goto(f"{live_stack.url}/c/{conversation.pk}/")
+    expect(page.locator("[data-role=user]")).to_have_count(30)
+
+    at_first = page.evaluate("document.getElementById('chat-scroll').scrollTop")
+    assert at_first > 1000  # the newest message in view
+    # As find-in-page or a screen reader does: bring the first message into view.
+    page.locator("[data-role=user]").first.evaluate("el => el.scrollIntoView()")
+
+    document = page.evaluate(
+        "({top: document.scrollingElement.scrollTop,"
+        " height: document.scrollingElement.scrollHeight, window: innerHeight,"
+        " transcript: document.getElementById('chat-scroll').scrollTop})"
+    )
+    assert document["top"] == 0
+    assert document["height"] <= document["window"]  # no band below the page
+    assert document["transcript"] < 100  # the transcript scrolled, to its top
+    assert in_view_and_on_top(page, ".site-header .brand")
+    assert in_view_and_on_top(page, "#composer textarea")
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1280, 600), (375, 812)])
+def test_save_settings_stays_in_view_however_small_the_window(live_stack, page, carol, size):
+    width, height = size
+    page.set_viewport_size({"width": width, "height": height})
+    browser_login(page, live_stack.url, "carol", "carol-password-1")
+    if width < 700:
+        page.goto(f"{live_stack.url}/")
+        page.locator("#composer textarea").fill("hello")
+        page.locator("#composer button[type=submit]").click()
+        expect(page).to_have_url(re.compile(r"/c/\d+/$"))
+    else:
+        new_chat(page)
+    page.locator(".settings-menu summary").click()
+    expect(page.get_by_label("Temperature")).to_be_visible()
+
+    assert in_view_and_on_top(page, ".settings-actions button[type=submit]")
+    # Still there with the fields scrolled to their middle.
+    page.locator(".menu-panel-wide").evaluate("el => { el.scrollTop = el.scrollHeight / 3 }")
+    assert in_view_and_on_top(page, ".settings-actions button[type=submit]")
+    page.get_by_label("Temperature").fill("0.4")
+    page.locator(".settings-actions button[type=submit]").click()
+    expect(page.get_by_text("Settings saved.")).to_be_visible()
+
+
+def test_send_waits_while_a_reply_is_written_and_its_error_clears_when_it_ends(
+    live_stack, page, carol
+):
+    browser_login(page, live_stack.url, "carol", "carol-password-1")
+    new_chat(page)
+    send_button = page.locator("#composer button[type=submit]")
+    box = page.get_by_label("Message", exact=True)
+
+    live_stack.simulator.control(latency=2.0)
+    box.fill("Take your time")
+    box.press("Enter")
+    expect(page.locator(".reply-pending")).to_have_count(1)
+    expect(send_button).to_be_disabled()
+    box.fill("And another thing")
+    box.press("Enter")  # Enter does nothing while Send waits
+    expect(page.locator("[data-role=user]")).to_have_count(1)
+
+    # Sent anyway (a second tab, a script): the server refuses it beside the composer.
+    page.locator("#composer").evaluate("form => form.requestSubmit()")
+    error = page.locator("#composer-error")
+    expect(error).to_contain_text("Wait for the reply to finish")
+    expect(box).to_have_value("And another thing")  # the text stays
+
+    expect(page.locator("[data-role=assistant]")).to_have_count(1, timeout=REPLY_TIMEOUT)
+    expect(error).to_have_count(0)
+    expect(send_button).to_be_enabled()
+    expect(box).not_to_have_attribute("aria-invalid", "true")
+    live_stack.simulator.control(latency=0)
+    box.press("Enter")
+    expect(page.locator("[data-role=assistant]")).to_have_count(2, timeout=REPLY_TIMEOUT)
