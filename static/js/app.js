@@ -22,12 +22,13 @@
     textarea.style.height = textarea.scrollHeight + 2 + "px";
   }
 
-  // --- Enter sends, Shift+Enter adds a line (not while an input method is composing). ---
+  // --- Enter (or Ctrl/Cmd+Enter) sends, Shift+Enter adds a line (not while an input
+  // method is composing). ---
   document.addEventListener("keydown", function (event) {
     const target = event.target;
     if (!(target instanceof HTMLTextAreaElement) || !target.hasAttribute("data-enter-sends")) return;
     if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
-    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.altKey) return;
     event.preventDefault();
     const form = target.form;
     if (!form || !target.value.trim()) return;
@@ -143,18 +144,38 @@
     });
   });
 
+  // Escape closes what is open (the drawer, a menu); with nothing open, it stops the
+  // reply being written.
   document.addEventListener("keydown", function (event) {
-    if (event.key !== "Escape") return;
+    if (event.key !== "Escape" || event.isComposing) return;
+    let closed = false;
     if (document.body.classList.contains("sidebar-open")) {
       setSidebar(false);
       const toggle = document.querySelector(".sidebar-toggle");
       if (toggle) toggle.focus();
+      closed = true;
     }
     document.querySelectorAll("details.menu[open]").forEach(function (menu) {
       const hadFocus = menu.contains(document.activeElement) || document.activeElement === document.body;
       menu.removeAttribute("open");
       if (hadFocus) menu.querySelector("summary").focus();
+      closed = true;
     });
+    const stop = !closed && document.querySelector("#messages .reply-pending .button-stop");
+    if (stop && !stop.disabled) {
+      event.preventDefault();
+      stop.click();
+    }
+  });
+
+  // Ctrl/Cmd+Shift+O starts a new chat, from anywhere on a page that offers one.
+  document.addEventListener("keydown", function (event) {
+    if (!(event.ctrlKey || event.metaKey) || !event.shiftKey || event.altKey) return;
+    if (event.key.toLowerCase() !== "o") return;
+    const form = document.querySelector(".new-chat-form");
+    if (!form) return;
+    event.preventDefault();
+    form.requestSubmit();
   });
 
   // --- Keep the newest message in view. ---

@@ -132,3 +132,32 @@ def test_send_waits_while_a_reply_is_written_and_its_error_clears_when_it_ends(
     live_stack.simulator.control(latency=0)
     box.press("Enter")
     expect(page.locator("[data-role=assistant]")).to_have_count(2, timeout=REPLY_TIMEOUT)
+
+
+def test_keyboard_new_chat_ctrl_enter_sends_and_escape_stops_a_reply(live_stack, page, carol):
+    browser_login(page, live_stack.url, "carol", "carol-password-1")
+    new_chat(page)
+    first = page.url
+    box = page.get_by_label("Message", exact=True)
+    box.fill("Sent with Ctrl+Enter")
+    box.press("Control+Enter")
+    expect(page.locator("[data-role=user]")).to_have_text("Sent with Ctrl+Enter")
+    expect(page.locator("[data-role=assistant]")).to_have_count(1, timeout=REPLY_TIMEOUT)
+
+    page.keyboard.press("Control+Shift+O")  # from anywhere on the page
+    expect(page).not_to_have_url(first)
+    expect(page).to_have_url(re.compile(r"/c/\d+/$"))
+    expect(page.locator("[data-role=user]")).to_have_count(0)
+
+    # A slow, long reply: Escape stops it (and only closes a menu when one is open).
+    live_stack.simulator.control(latency=0, token_delay=0.2)
+    box.fill("Write me something long")
+    box.press("Enter")
+    expect(page.locator(".reply-pending")).to_have_count(1)
+    page.locator(".settings-menu summary").click()
+    page.keyboard.press("Escape")
+    expect(page.locator(".settings-menu")).not_to_have_attribute("open", "")
+    expect(page.locator(".reply-pending")).to_have_count(1)  # still being written
+    page.keyboard.press("Escape")
+    expect(page.get_by_text("Stopped before the end.")).to_be_visible(timeout=REPLY_TIMEOUT)
+    live_stack.simulator.control(token_delay=0)
