@@ -35,7 +35,9 @@ def render_ended(request: HttpRequest | None, completion: Completion) -> str:
 def ended_html(completion: Completion, choices: list[Message]) -> dict[str, str]:
     """The ended reply's HTML in every language of the site, from the rows as the worker
     has just saved them (no query): the event stream sends it on as it is."""
-    reply = Reply(position=choices[0].position if choices else 0, choices=choices)
+    reply = Reply(
+        position=choices[0].position if choices else 0, choices=choices, completion=completion
+    )
     context = {
         "conversation": Conversation(pk=completion.conversation_id),
         "reply": reply if choices else None,

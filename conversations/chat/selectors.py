@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef
 from django.http import Http404
 
 from .models import Completion, Conversation, Message
@@ -131,6 +131,27 @@ class Reply:
         )
 
     @property
+    def created_at(self):
+        return self.choices[0].created_at if self.choices else None
+
+    @property
+    def usage(self) -> dict[str, int] | None:
+        """The call's tokens (prompt, completion, total) when it reported or estimated
+        them: from the completion, or from the chat page's messages query."""
+        if self.completion is not None:
+            prompt, reply = self.completion.prompt_tokens, self.completion.completion_tokens
+        elif self.choices:
+            first = self.choices[0]
+            prompt = getattr(first, "usage_prompt", None)
+            reply = getattr(first, "usage_completion", None)
+        else:
+            return None
+        if prompt is None and reply is None:
+            return None
+        prompt, reply = prompt or 0, reply or 0
+        return {"prompt": prompt, "completion": reply, "total": prompt + reply}
+
+    @property
     def dom_id(self) -> str:
         completion_id = self.choices[0].completion_id if self.choices else None
         return f"reply-{completion_id}" if completion_id else f"reply-p{self.position}"
@@ -159,7 +180,12 @@ class Transcript:
 def transcript(conversation: Conversation) -> Transcript:
     """The conversation as shown on the chat page (two queries)."""
     items: list[Message | Reply] = []
-    for message in conversation.messages.order_by("position", "choice_index", "pk"):
+    # Each reply's tokens come along in the same query (a join on its completion).
+    messages = conversation.messages.annotate(
+        usage_prompt=F("completion__prompt_tokens"),
+        usage_completion=F("completion__completion_tokens"),
+    )
+    for message in messages.order_by("position", "choice_index", "pk"):
         if message.role == Message.Role.ASSISTANT:
             last = items[-1] if items else None
             if isinstance(last, Reply) and last.position == message.position:
@@ -193,7 +219,9 @@ def transcript(conversation: Conversation) -> Transcript:
 def completion_reply(completion: Completion) -> Reply:
     """The messages a finished completion made (one query)."""
     choices = list(completion.messages.order_by("choice_index", "pk"))
-    return Reply(position=choices[0].position if choices else 0, choices=choices)
+    return Reply(
+        position=choices[0].position if choices else 0, choices=choices, completion=completion
+    )
 
 
 def reply_for_message(message: Message) -> Reply:

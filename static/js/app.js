@@ -178,10 +178,57 @@
     form.requestSubmit();
   });
 
-  // --- Keep the newest message in view. ---
+  // --- Keep the newest message in view; offer a way back to it when scrolled up. ---
+  function syncJump() {
+    const el = scroller();
+    const button = document.querySelector(".jump-latest");
+    if (el && button) button.hidden = nearBottom(el);
+  }
+
   document.addEventListener("scroll", function (event) {
-    if (event.target.id === "chat-scroll") stickToBottom = nearBottom(event.target);
+    if (event.target.id !== "chat-scroll") return;
+    stickToBottom = nearBottom(event.target);
+    syncJump();
   }, true);
+
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest(".jump-latest")) return;
+    stickToBottom = true;
+    const el = scroller();
+    if (el) el.scrollTo({ top: el.scrollHeight, behavior: "smooth" });
+    const box = document.querySelector("#composer textarea");
+    if (box) box.focus({ preventScroll: true });
+  });
+
+  // --- When each message came, as "5 minutes ago" in the page's language (the server's
+  // text, the full date, stays in the tooltip). ---
+  const UNITS = [["year", 31536000], ["month", 2592000], ["week", 604800], ["day", 86400],
+                 ["hour", 3600], ["minute", 60]];
+  let relative = null;
+  try {
+    relative = new Intl.RelativeTimeFormat(document.documentElement.lang || undefined, { numeric: "auto" });
+  } catch (error) { relative = null; }
+
+  function ago(date) {
+    const seconds = (date.getTime() - Date.now()) / 1000;
+    for (const [unit, size] of UNITS) {
+      if (Math.abs(seconds) >= size) return relative.format(Math.round(seconds / size), unit);
+    }
+    return relative.format(0, "second");  // "now"
+  }
+
+  // Every stamp each half minute; between those, only the ones just added to the page.
+  function refreshStamps(onlyNew) {
+    if (!relative) return;
+    const selector = onlyNew ? "time.stamp[datetime]:not([data-shown])" : "time.stamp[datetime]";
+    document.querySelectorAll(selector).forEach(function (stamp) {
+      const date = new Date(stamp.getAttribute("datetime"));
+      if (isNaN(date)) return;
+      stamp.textContent = ago(date);
+      stamp.dataset.shown = "relative";
+    });
+  }
+  setInterval(function () { refreshStamps(false); }, 30000);
 
   document.addEventListener("htmx:afterSettle", function (event) {
     initChoices(event.detail.elt.parentElement || document);
@@ -277,7 +324,7 @@
   new MutationObserver(function () {
     if (syncQueued) return;
     syncQueued = true;
-    requestAnimationFrame(function () { syncQueued = false; syncComposer(); });
+    requestAnimationFrame(function () { syncQueued = false; syncComposer(); refreshStamps(true); syncJump(); });
   // Classes too: htmx settles a swapped-in reply with the old element's classes for a
   // moment, so the ended reply is `.reply-pending` until its own class is put back.
   }).observe(document.documentElement, {
@@ -288,9 +335,11 @@
 
   function init() {
     syncComposer();
+    refreshStamps(false);
     initChoices(document);
     document.querySelectorAll("textarea[data-enter-sends]").forEach(autogrow);
     scrollToNewest();
+    syncJump();
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();

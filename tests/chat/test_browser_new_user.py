@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from conversations.models import Conversation
 from tests.chat.browser import new_chat, open_settings
 from tests.factories import make_conversation
 from tests.support import browser_login
@@ -161,3 +163,56 @@ def test_keyboard_new_chat_ctrl_enter_sends_and_escape_stops_a_reply(live_stack,
     page.keyboard.press("Escape")
     expect(page.get_by_text("Stopped before the end.")).to_be_visible(timeout=REPLY_TIMEOUT)
     live_stack.simulator.control(token_delay=0)
+
+
+@pytest.mark.parametrize(("language", "now"), [("en", "now"), ("zh-hans", "现在")])
+def test_messages_say_when_they_came_and_replies_their_tokens(
+    live_stack, page, carol, language, now
+):
+    make_conversation(carol, ("Question", "Answer"), title="Stamped")
+    browser_login(page, live_stack.url, "carol", "carol-password-1")
+    page.context.set_extra_http_headers({"Accept-Language": language})
+    page.goto(f"{live_stack.url}/c/{Conversation.objects.get(title='Stamped').pk}/")
+
+    asked, answered = page.locator("time.stamp").nth(0), page.locator("time.stamp").nth(1)
+    expect(asked).to_have_text(now)  # relative, in the page's language
+    expect(answered).to_have_text(now)
+    assert re.search(r"\d{4}", asked.get_attribute("title"))  # the full date on hover
+    assert asked.get_attribute("datetime").startswith(str(timezone.localdate().year))
+
+    tokens = page.locator(".reply .tokens")
+    assert tokens.evaluate("el => getComputedStyle(el).opacity") == "0"
+    page.locator(".reply").hover()
+    expect(tokens).to_have_css("opacity", "1")
+    if language == "en":
+        expect(tokens).to_have_text("15 tokens")
+        expect(tokens).to_have_attribute("title", "10 prompt + 5 completion tokens")
+
+
+def test_a_new_reply_has_its_stamp_and_tokens_too(live_stack, page, carol):
+    browser_login(page, live_stack.url, "carol", "carol-password-1")
+    new_chat(page)
+    box = page.get_by_label("Message", exact=True)
+    box.fill("/echo four words of reply")
+    box.press("Enter")
+    expect(page.locator("[data-role=assistant]")).to_have_count(1, timeout=REPLY_TIMEOUT)
+    expect(page.locator("time.stamp")).to_have_count(2)
+    expect(page.locator("time.stamp").last).to_have_text("now")
+    expect(page.locator(".reply .tokens")).to_have_text(re.compile(r"^\d+ tokens$"))
+
+
+def test_jump_to_latest_shows_when_scrolled_up_and_brings_the_newest_back(live_stack, page, carol):
+    turns = [(f"Question {i}", "An answer. " * 40) for i in range(20)]
+    conversation = make_conversation(carol, *turns, title="Long one")
+    browser_login(page, live_stack.url, "carol", "carol-password-1")
+    page.goto(f"{live_stack.url}/c/{conversation.pk}/")
+    jump = page.get_by_role("button", name=re.compile("Jump to latest"))
+    expect(jump).to_be_hidden()  # the newest is in view
+
+    page.locator("#chat-scroll").evaluate("el => { el.scrollTop = 0 }")
+    expect(jump).to_be_visible()
+    assert in_view_and_on_top(page, ".jump-latest")
+    jump.click()
+    expect(jump).to_be_hidden()
+    at_bottom = "el => el.scrollHeight - el.scrollTop - el.clientHeight < 80"
+    assert page.locator("#chat-scroll").evaluate(at_bottom)

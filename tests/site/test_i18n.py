@@ -277,7 +277,9 @@ SIGNED_IN_HEADER = {**HEADER, "My usage": "我的用量", "Log out": "退出登�
 COMPOSER = {
     "Message": "消息",
     "Send": "发送",
-    "Enter sends, Shift+Enter adds a line, Esc stops a reply.": "按 Enter 发送，Shift+Enter 换行，Esc 停止回复。",
+    "Enter sends, Shift+Enter adds a line, Esc stops a reply.": (
+        "按 Enter 发送，Shift+Enter 换行，Esc 停止回复。"
+    ),
 }
 SIDEBAR = {"New chat": "新对话", "Your conversations": "你的对话", "Conversations": "对话"}
 SETTINGS_PANEL = {
