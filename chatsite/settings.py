@@ -147,6 +147,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "conversations.chat.context_processors.upstream",
                 "conversations.accounts.context_processors.signup",
+                "conversations.accounts.context_processors.theme",
             ],
         },
     },

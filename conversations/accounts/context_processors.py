@@ -16,3 +16,18 @@ def signup(request: HttpRequest) -> dict:
         return signup_mode() != SignupMode.CLOSED
 
     return {"signup_open": signup_open}
+
+
+THEMES = ("system", "light", "dark")
+THEME_COOKIE = "theme"
+
+
+def chosen_theme(request: HttpRequest) -> str:
+    value = request.COOKIES.get(THEME_COOKIE, "system")
+    return value if value in THEMES else "system"
+
+
+def theme(request: HttpRequest) -> dict:
+    """The light/dark theme this browser chose (a cookie, so it holds before log-in too);
+    "system" follows the operating system's setting."""
+    return {"theme": chosen_theme(request)}

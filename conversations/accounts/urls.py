@@ -12,4 +12,5 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/signup/pending/", views.signup_pending, name="signup_pending"),
+    path("theme/", views.theme_set, name="theme_set"),
 ]

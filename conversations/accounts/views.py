@@ -3,15 +3,19 @@ answering 429 while the failed log-in limits refuse them."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
+from .context_processors import THEME_COOKIE, THEMES
 from .forms import LoginForm, SignupForm
 from .selectors import SignupMode
 
@@ -74,3 +78,32 @@ def admin_login(request: HttpRequest) -> HttpResponse:
     """The admin's own log-in view (its form is AdminLoginForm), answering 429 when refused."""
     response = admin.site.login(request)
     return _refused(response, (getattr(response, "context_data", None) or {}).get("form"))
+
+
+THEME_COOKIE_SECONDS = 365 * 24 * 3600
+
+
+@require_POST
+def theme_set(request: HttpRequest) -> HttpResponse:
+    """Keep this browser's theme (system, light or dark) in a cookie. htmx and the page's
+    script (which has already applied it) get 204; a form without script goes back."""
+    chosen = request.POST.get("theme", "")
+    if chosen not in THEMES:
+        return HttpResponseBadRequest(_("Unknown theme."))
+    if request.headers.get("HX-Request"):
+        response = HttpResponse(status=204)
+    else:
+        back = request.POST.get("next", "")
+        safe = url_has_allowed_host_and_scheme(
+            back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
+        response = redirect(back if safe else "chat_home")
+    response.set_cookie(
+        THEME_COOKIE,
+        chosen,
+        max_age=THEME_COOKIE_SECONDS,
+        samesite="Lax",
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+    )
+    return response

@@ -333,6 +333,17 @@
   document.addEventListener("htmx:afterRequest", syncComposer);
   document.addEventListener("htmx:afterSettle", syncComposer);
 
+  // --- The theme applies as soon as it is picked; the server keeps it (a cookie). ---
+  document.addEventListener("change", function (event) {
+    if (event.target.id !== "site-theme") return;
+    const form = event.target.form;
+    const theme = event.target.value;
+    if (theme === "system") document.documentElement.removeAttribute("data-theme");
+    else document.documentElement.dataset.theme = theme;
+    fetch(form.action, { method: "POST", body: new FormData(form), headers: { "HX-Request": "true" },
+                         credentials: "same-origin" });
+  });
+
   function init() {
     syncComposer();
     refreshStamps(false);

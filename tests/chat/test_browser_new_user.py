@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 from conversations.models import Conversation
 from tests.chat.browser import new_chat, open_settings
 from tests.factories import make_conversation
-from tests.support import browser_login
+from tests.support import browser_login, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -216,3 +216,30 @@ def test_jump_to_latest_shows_when_scrolled_up_and_brings_the_newest_back(live_s
     expect(jump).to_be_hidden()
     at_bottom = "el => el.scrollHeight - el.scrollTop - el.clientHeight < 80"
     assert page.locator("#chat-scroll").evaluate(at_bottom)
+
+
+def test_a_chosen_theme_applies_at_once_and_sticks(live_stack, page, carol):
+    page.emulate_media(color_scheme="light")
+    browser_login(page, live_stack.url, "carol", "carol-password-1")
+    background = "() => getComputedStyle(document.body).backgroundColor"
+    assert page.evaluate(background) == "rgb(255, 255, 255)"
+
+    page.get_by_label("Theme").select_option("dark")
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    assert page.evaluate(background) == "rgb(22, 24, 29)"  # at once, no reload
+    wait_for(lambda: theme_cookie(page) == "dark", what="the theme kept")
+
+    page.reload()
+    assert page.evaluate(background) == "rgb(22, 24, 29)"
+    expect(page.get_by_label("Theme")).to_have_value("dark")
+
+    # System follows the operating system again.
+    page.get_by_label("Theme").select_option("system")
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate(background) == "rgb(22, 24, 29)"
+    page.emulate_media(color_scheme="light")
+    assert page.evaluate(background) == "rgb(255, 255, 255)"
+
+
+def theme_cookie(page: Page) -> str | None:
+    return next((c["value"] for c in page.context.cookies() if c["name"] == "theme"), None)
