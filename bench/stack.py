@@ -230,7 +230,8 @@ class Stack:
         commands = {
             "simulator": [
                 python, "manage.py", "simulate_upstream", "--port", str(self.simulator_port),
-                "--latency", str(self.latency), "--token-delay", "0",
+                # One plain sentence per reply, as every run in the history measured.
+                "--latency", str(self.latency), "--token-delay", "0", "--plain",
             ],
             "worker": [
                 python, "-m", "celery", "-A", "chatsite", "worker",

@@ -32,8 +32,10 @@ def prompt_tokens(messages: list[dict[str, Any]]) -> int:
     return sum(count_tokens(str(m.get("content", ""))) + 3 for m in messages) + 3
 
 
-def reply_text(messages: list[dict[str, Any]], choice: int) -> str:
-    """The full (uncut) reply for a conversation; `/echo X` answers exactly X."""
+def reply_text(messages: list[dict[str, Any]], choice: int, *, rich: bool = False) -> str:
+    """The full (uncut) reply for a conversation; `/echo X` answers exactly X. `rich` adds
+    two Markdown blocks picked by the conversation (a list, a table, code, a link), so a
+    new user sees what the page renders."""
     last_user = next(
         (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
     )
@@ -49,7 +51,43 @@ def reply_text(messages: list[dict[str, Any]], choice: int) -> str:
     text = f"Simulated reply {choice + 1} (turn {turns}) to: {topic}. " + " ".join(words) + "."
     if system:
         text += f" [system: {' '.join(system.split()[:6])}]"
+    if rich:
+        first = digest[12] % len(SHOWCASE)
+        second = (first + 1 + digest[13] % (len(SHOWCASE) - 1)) % len(SHOWCASE)
+        for index in sorted((first, second)):
+            text += "\n\n" + SHOWCASE[index](topic or "your message", words)
     return text
+
+
+def _list(topic: str, words: list[str]) -> str:
+    return (
+        f"## What to keep in mind\n\n- **{topic}** is the question\n"
+        f"- *{' '.join(words[:4])}*\n- a simulated answer, made offline\n\n"
+        "1. Read it\n2. Change the settings\n3. Send again"
+    )
+
+
+def _table(topic: str, words: list[str]) -> str:
+    rows = "\n".join(f"| {word} | {len(word)} |" for word in words[:3])
+    return f"| Word | Letters |\n|---|---:|\n{rows}"
+
+
+def _code(topic: str, words: list[str]) -> str:
+    return (
+        f"```python\ndef answer(question: str) -> str:\n"
+        f"    # {' '.join(words[:5])}\n    return {topic!r}\n```"
+    )
+
+
+def _link(topic: str, words: list[str]) -> str:
+    return (
+        "> This reply comes from chatsite's simulator, not a model. Set `OPENAI_API_KEY` "
+        "for a real one; [CommonMark](https://commonmark.org/help/) is what replies "
+        "may use."
+    )
+
+
+SHOWCASE = (_list, _table, _code, _link)
 
 
 def cut_reply(text: str, *, stop: Any, max_tokens: int | None) -> tuple[str, str]:
@@ -71,13 +109,15 @@ INVALID_UTF8_MARK = "NOTUTF8"  # one word, so a stream sends it in one piece
 INVALID_UTF8_BYTES = b"\xff\xfe\xc3"
 
 
-def replies_for(body: dict[str, Any], fault: dict[str, Any] | None) -> list[tuple[Any, str]]:
+def replies_for(
+    body: dict[str, Any], fault: dict[str, Any] | None, *, rich: bool = False
+) -> list[tuple[Any, str]]:
     """Each choice's text (any JSON value under the "content" fault) and finish reason."""
     messages = body["messages"]
     kind = fault.get("kind") if fault else None
     replies = []
     for i in range(int(body.get("n") or 1)):
-        text = reply_text(messages, i)
+        text = reply_text(messages, i, rich=rich)
         if kind == "tokens":
             count = int(fault.get("tokens", 1000))
             text = " ".join(WORDS[k % len(WORDS)] for k in range(count)) + "."

@@ -192,7 +192,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if not isinstance(messages, list) or not messages or not body.get("model"):
             self._error(400, "'model' and a non-empty 'messages' list are required.")
             return
-        replies = replies_for(body, fault)
+        replies = replies_for(body, fault, rich=self.server.rich)
         usage = {
             "prompt_tokens": prompt_tokens(messages),
             "completion_tokens": sum(count_tokens(str(text)) for text, _ in replies),
@@ -371,12 +371,18 @@ class SimulatorServer(ThreadingHTTPServer):
     request_queue_size = 512
 
     def __init__(
-        self, address: tuple[str, int], *, api_key: str = "", verbose: bool = False
+        self,
+        address: tuple[str, int],
+        *,
+        api_key: str = "",
+        verbose: bool = False,
+        rich: bool = False,
     ) -> None:
         super().__init__(address, SimulatorHandler)
         self.state = SimulatorState()
         self.api_key = api_key
         self.verbose = verbose
+        self.rich = rich  # replies show Markdown (simulated_text.reply_text)
 
     @property
     def base_url(self) -> str:
@@ -399,8 +405,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token-delay", type=float, default=0.0)
     parser.add_argument("--api-key", default="")
     parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    serve(**vars(args))
+    parser.add_argument("--plain", action="store_true", help="replies without Markdown")
+    args = vars(parser.parse_args(argv))
+    serve(**args, rich=not args.pop("plain"))
 
 
 def serve(
@@ -411,8 +418,9 @@ def serve(
     token_delay: float = 0.0,
     api_key: str = "",
     verbose: bool = False,
+    rich: bool = True,
 ) -> None:
-    server = SimulatorServer((host, port), api_key=api_key, verbose=verbose)
+    server = SimulatorServer((host, port), api_key=api_key, verbose=verbose, rich=rich)
     server.state.latency = latency
     server.state.token_delay = token_delay
     print(f"Simulated upstream on {server.base_url} (not a real model)", flush=True)

@@ -243,3 +243,25 @@ def test_a_chosen_theme_applies_at_once_and_sticks(live_stack, page, carol):
 
 def theme_cookie(page: Page) -> str | None:
     return next((c["value"] for c in page.context.cookies() if c["name"] == "theme"), None)
+
+
+def test_the_simulators_default_replies_show_the_pages_markdown(
+    live_stack, page, carol, simulator_server
+):
+    simulator_server.rich = True  # as `make run` starts it (`--plain` is the bench's)
+    try:
+        browser_login(page, live_stack.url, "carol", "carol-password-1")
+        new_chat(page)
+        seen = set()
+        box = page.get_by_label("Message", exact=True)
+        for number, question in enumerate(["How do tides work?", "Plan a picnic", "Why?"]):
+            box.fill(question)
+            box.press("Enter")
+            reply = page.locator("[data-role=assistant]").nth(number)
+            expect(reply.locator(".markdown")).to_have_count(1, timeout=REPLY_TIMEOUT)
+            for selector in ("h2", "ul", "table", "pre code", "a[href]", "blockquote"):
+                if reply.locator(selector).count():
+                    seen.add(selector)
+        assert len(seen) >= 3, seen
+    finally:
+        simulator_server.rich = False

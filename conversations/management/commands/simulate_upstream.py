@@ -18,6 +18,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--api-key", default="", help="require this key (default: any)")
         parser.add_argument("--verbose", action="store_true")
+        parser.add_argument(
+            "--plain",
+            action="store_true",
+            help="replies of one plain sentence (the default shows Markdown: a list, a "
+            "table, code, a link)",
+        )
 
     def handle(self, *args, **options):
         simulator.serve(
@@ -27,4 +33,5 @@ class Command(BaseCommand):
             token_delay=options["token_delay"],
             api_key=options["api_key"],
             verbose=options["verbose"],
+            rich=not options["plain"],
         )
