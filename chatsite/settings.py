@@ -405,4 +405,6 @@ LOGIN_FAILURE_WINDOW = envfloat("LOGIN_FAILURE_WINDOW", 60.0)
 # Messages (and retries) each user may send per minute, and replies queued or being
 # written at once per user (counted in the database).
 MESSAGES_PER_MINUTE = envint("MESSAGES_PER_MINUTE", 20)
+# Titles made by the model after a conversation's first reply (also a site setting).
+MODEL_TITLES = envbool("MODEL_TITLES", True)
 MAX_REPLIES_IN_FLIGHT = envint("MAX_REPLIES_IN_FLIGHT", 3)

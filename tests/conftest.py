@@ -42,6 +42,10 @@ def _this_run_only() -> None:
     # outlive the test that made them: make them again with this run's.
     setting_changed.send(sender=None, setting="CACHES", value=settings.CACHES, enter=True)
     settings.PASSWORD_HASHERS = ["tests.hashers.FastPBKDF2PasswordHasher"]
+    # No title call after a first reply, so each test sees only the calls it makes; the
+    # tests of titles turn them on (tests/chat/test_titles.py).
+    settings.MODEL_TITLES = False
+    os.environ["MODEL_TITLES"] = "0"
     os.environ["DJANGO_STATIC_ROOT"] = str(settings.VAR_DIR / f"static-test-{run}")
     settings.STATIC_ROOT = Path(os.environ["DJANGO_STATIC_ROOT"])
 
@@ -147,6 +151,7 @@ class Enqueued:
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, float | None]] = []
+        self.titles: list[int] = []  # title calls' tasks (when a test turns titles on)
 
     @property
     def ids(self) -> list[int]:
@@ -163,6 +168,8 @@ class Enqueued:
             tasks.run_completion(completion_id)
             if time.monotonic() > deadline:
                 raise AssertionError("deliveries did not settle in time")
+        while self.titles:
+            tasks.title_conversation(self.titles.pop(0))
 
 
 @pytest.fixture(autouse=True)
@@ -174,6 +181,9 @@ def enqueued(request, monkeypatch) -> Enqueued | None:
     captured = Enqueued()
 
     def send_task(name, args=None, countdown=None, **options):
+        if name == tasks.title_conversation.name:
+            captured.titles.append(args[0])
+            return
         assert name == tasks.run_completion.name
         captured.calls.append((args[0], countdown))
 

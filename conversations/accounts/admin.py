@@ -28,7 +28,7 @@ admin.site.login_form = AdminLoginForm
 class SiteSettingsAdmin(SuperusersOnly, admin.ModelAdmin):
     """One row, changed only by superusers; the list goes straight to it."""
 
-    fields = ("signup_mode", "max_choices")
+    fields = ("signup_mode", "max_choices", "model_titles")
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return self.has_module_permission(request)

@@ -40,6 +40,16 @@ class SiteSettings(models.Model):
         ),
     )
 
+    model_titles = models.BooleanField(
+        _("titles made by the model"),
+        default=True,
+        help_text=_(
+            "After a conversation's first reply, ask its model for a short title (a small "
+            "call, counted in usage as a title call). Off: the first words of the first "
+            "message stay the title."
+        ),
+    )
+
     CACHE_KEY = "site-settings"
 
     class Meta:

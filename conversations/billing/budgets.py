@@ -198,6 +198,14 @@ class BudgetStatus:
     def cost_percent(self) -> int | None:
         return self._percent(self.committed_cost, self.limits.cost)
 
+    @property
+    def exhausted(self) -> bool:
+        """No room left this month under a limit (a call not reserved ahead checks this)."""
+        tokens, cost = self.limits.tokens, self.limits.cost
+        return (tokens is not None and self.committed_tokens >= tokens) or (
+            cost is not None and self.committed_cost >= cost
+        )
+
 
 def budget_status(user_id: int) -> BudgetStatus:
     """The user's limits and this month's used and reserved totals (two queries)."""

@@ -14,6 +14,9 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(_("title"), max_length=200, blank=True)
+    # The first words of the first message until the model names the conversation (a
+    # title call after the first reply); a person's own rename is never replaced.
+    title_is_auto = models.BooleanField(_("title made by the site"), default=True)
     model = models.CharField(_("model"), max_length=100)
     system_prompt = models.TextField(_("system prompt"), blank=True)
     # Generation parameters: null means "not set", and unset ones are not sent.
@@ -144,6 +147,12 @@ class Completion(models.Model):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
+    class Purpose(models.TextChoices):
+        REPLY = "reply", _("reply")
+        # A short call naming the conversation after its first reply (chat.services.titles):
+        # stored once it has ended, never queued, so it is never pending, busy or swept.
+        TITLE = "title", _("title call")
+
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="completions"
     )
@@ -156,6 +165,9 @@ class Completion(models.Model):
         Message, on_delete=models.CASCADE, related_name="replies", null=True, blank=True
     )
     model = models.CharField(_("model asked for"), max_length=100)
+    purpose = models.CharField(
+        _("purpose"), max_length=8, choices=Purpose.choices, default=Purpose.REPLY
+    )
     request_body = models.JSONField(_("request as sent"), default=dict)
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED

@@ -8,11 +8,24 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils import translation
 
+from conversations.accounts.selectors import site_settings
+
 from . import selectors
 from .models import Completion, Conversation, Message
 from .selectors import Reply
 
 TEMPLATE = "conversations/chat.html"
+
+
+def title_coming(completion: Completion) -> bool:
+    """Whether a title call follows this reply (a conversation's first, with titles made
+    by the model on): the ended reply then asks for the new title once (services/titles)."""
+    if completion.purpose != Completion.Purpose.REPLY:
+        return False
+    asked = completion.request_body.get("messages") or []
+    if sum(1 for m in asked if m.get("role") == "user") != 1:
+        return False
+    return settings.MODEL_TITLES and site_settings().model_titles
 
 
 def ended_context(completion: Completion) -> dict:
@@ -23,6 +36,8 @@ def ended_context(completion: Completion) -> dict:
         "conversation": completion.conversation,
         "reply": reply if reply.choices else None,
         "failed": completion if completion.status == Completion.Status.FAILED else None,
+        "title_coming": completion.status == Completion.Status.SUCCEEDED
+        and title_coming(completion),
     }
 
 
@@ -42,6 +57,8 @@ def ended_html(completion: Completion, choices: list[Message]) -> dict[str, str]
         "conversation": Conversation(pk=completion.conversation_id),
         "reply": reply if choices else None,
         "failed": completion if completion.status == Completion.Status.FAILED else None,
+        "title_coming": completion.status == Completion.Status.SUCCEEDED
+        and title_coming(completion),
     }
     html = {}
     for language, _name in settings.LANGUAGES:

@@ -34,11 +34,30 @@ def get_conversation_for_user(
         raise Http404("No such conversation") from None
 
 
+def title_call_pending(conversation: Conversation, *, since) -> bool:
+    """Whether the model's title is still to come: titles made by the site, no title call
+    ended yet, and the first reply ended after `since` (a lost call is not waited for)."""
+    if not conversation.title_is_auto:
+        return False
+    calls = conversation.completions.filter(purpose=Completion.Purpose.TITLE)
+    if calls.exists():
+        return False
+    return conversation.completions.filter(
+        purpose=Completion.Purpose.REPLY,
+        status=Completion.Status.SUCCEEDED,
+        finished_at__gte=since,
+    ).exists()
+
+
 def get_completion_for_user(user: AbstractBaseUser, conversation_pk: int, pk: int) -> Completion:
-    """A completion of the user's own conversation (conversation and request message joined)."""
+    """A reply's completion in the user's own conversation (conversation and request
+    message joined); a title call is not one the page acts on (404)."""
     try:
         return Completion.objects.select_related("conversation", "request_message").get(
-            pk=pk, conversation_id=conversation_pk, conversation__owner_id=user.pk
+            pk=pk,
+            conversation_id=conversation_pk,
+            conversation__owner_id=user.pk,
+            purpose=Completion.Purpose.REPLY,
         )
     except Completion.DoesNotExist:
         raise Http404("No such completion") from None
@@ -195,7 +214,9 @@ def transcript(conversation: Conversation) -> Transcript:
         elif message.role == Message.Role.USER:
             items.append(message)
     result = Transcript(items=items)
-    latest = conversation.completions.order_by("-pk").first()
+    latest = (
+        conversation.completions.filter(purpose=Completion.Purpose.REPLY).order_by("-pk").first()
+    )
     if latest is None or not items:
         return result
     tail = items[-1]

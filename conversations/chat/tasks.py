@@ -10,7 +10,7 @@ from django.conf import settings
 
 from conversations.upstream.protocol import UpstreamError
 
-from .services import attempts, completions
+from .services import attempts, completions, titles
 from .services.completions import RUN_COMPLETION, Claim, Outcome
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def _run_completion(completion_id: int) -> Outcome:
         return Outcome.SKIPPED  # finished, not yet due, out of attempts, or held elsewhere
     logger.info("Completion %s: attempt %s", completion_id, claim.completion.attempts)
     try:
-        return attempts.completion_attempt(claim=claim)
+        outcome = attempts.completion_attempt(claim=claim)
     except UpstreamError as error:
         return _after_failure(claim, error)
     except Exception as exc:
@@ -48,6 +48,9 @@ def _run_completion(completion_id: int) -> Outcome:
         logger.exception("Completion %s attempt %s broke", completion_id, claim.completion.attempts)
         attempts.completion_attempt_discard(claim=claim)
         return _after_failure(claim, completions.internal_error(exc))
+    if outcome == Outcome.SUCCEEDED and titles.wanted(claim.completion):
+        titles.title_enqueue(completion_id)
+    return outcome
 
 
 def _after_failure(claim: Claim, error: UpstreamError) -> Outcome:
@@ -67,6 +70,14 @@ def _after_failure(claim: Claim, error: UpstreamError) -> Outcome:
         return Outcome.RETRYING
     completions.completion_fail(claim=claim, error=error)
     return Outcome.FAILED
+
+
+@shared_task(name=titles.TITLE_CONVERSATION, ignore_result=True)
+def title_conversation(completion_id: int) -> str:
+    """Name a conversation after its first reply (services/titles.py); no retries: the
+    first words stay the title when it fails."""
+    title = titles.conversation_title(completion_id=completion_id)
+    return "titled" if title else "kept its title"
 
 
 @shared_task(name="conversations.tasks.sweep_completions", ignore_result=True)

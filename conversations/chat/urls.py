@@ -25,5 +25,6 @@ urlpatterns = [
     path("c/<int:pk>/completions/<int:cid>/stop/", events.completion_stop, name="completion_stop"),
     path("c/<int:pk>/settings/", views.conversation_settings, name="conversation_settings"),
     path("c/<int:pk>/rename/", views.conversation_rename, name="conversation_rename"),
+    path("c/<int:pk>/title/", views.conversation_title, name="conversation_title"),
     path("c/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),
 ]

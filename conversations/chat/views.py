@@ -7,12 +7,15 @@ of `conversations/chat.html`; plain form posts redirect back to the page (PRG).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
@@ -264,6 +267,23 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
         "settings_open": True,
     }
     return render(request, _partial("settings"), context)
+
+
+# How long after its first reply a conversation's page waits for the model's title.
+TITLE_WAIT = timedelta(seconds=30)
+
+
+@login_required
+@require_GET
+def conversation_title(request: HttpRequest, pk: int) -> HttpResponse:
+    """The title as it is now, for the page that showed a first reply ending: htmx asks
+    every 2 s until the title call has ended (the new title swapped in, out of band, in
+    the header, the sidebar and the tab) and stops (286), or after TITLE_WAIT."""
+    conversation = selectors.get_conversation_for_user(request.user, pk)
+    if not selectors.title_call_pending(conversation, since=timezone.now() - TITLE_WAIT):
+        context = {"conversation": conversation}
+        return render(request, _partial("titled"), context, status=HTMX_STOP_POLLING)
+    return HttpResponse(status=204)
 
 
 @login_required

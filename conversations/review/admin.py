@@ -317,6 +317,7 @@ class CompletionAdmin(ChatContentAdmin):
     list_display = (
         "id",
         "status",
+        "purpose",
         "user",
         "model",
         "total_tokens",
@@ -327,6 +328,7 @@ class CompletionAdmin(ChatContentAdmin):
     )
     list_filter = (
         "status",
+        "purpose",
         "model",
         "queued_at",
         ("user", admin.RelatedOnlyFieldListFilter),
@@ -344,6 +346,7 @@ class CompletionAdmin(ChatContentAdmin):
                     "user",
                     "request_message",
                     "model",
+                    "purpose",
                     "status",
                     "attempts",
                     "http_status",

@@ -69,6 +69,7 @@ def _completion_data(completion: Completion) -> dict[str, Any]:
     return {
         "id": completion.pk,
         "request_message_id": completion.request_message_id,
+        "purpose": completion.purpose,  # "reply", or "title" for the call that named it
         "status": completion.status,
         "model": completion.model,
         "request_body": completion.request_body,

@@ -65,6 +65,8 @@ def _metrics() -> dict[str, Any]:
         "unpriced": Count("pk", filter=Q(total_tokens__isnull=False, cost__isnull=True)),
         # Usage the upstream did not report, estimated from the text.
         "estimated": Count("pk", filter=Q(usage_estimated=True)),
+        # The short calls that named conversations (chat.services.titles), among the requests.
+        "title_calls": Count("pk", filter=Q(purpose=Completion.Purpose.TITLE)),
         # Two different values mean the costs are in more than one currency.
         "currency_low": Min("currency", filter=priced),
         "currency_high": Max("currency", filter=priced),
@@ -102,6 +104,7 @@ def _empty_row() -> dict[str, Any]:
             "cost": None,
             "unpriced": 0,
             "estimated": 0,
+            "title_calls": 0,
             "currency_low": None,
             "currency_high": None,
         }

@@ -265,3 +265,21 @@ def test_the_simulators_default_replies_show_the_pages_markdown(
         assert len(seen) >= 3, seen
     finally:
         simulator_server.rich = False
+
+
+@pytest.mark.parametrize("live_stack_env", [{"MODEL_TITLES": "1"}])
+def test_the_model_names_the_conversation_after_its_first_reply(live_stack, page, carol):
+    live_stack.simulator.control(faults=[{}, {"kind": "content", "content": "Tides, explained"}])
+    browser_login(page, live_stack.url, "carol", "carol-password-1")
+    new_chat(page)
+    box = page.get_by_label("Message", exact=True)
+    box.fill("How do tides work? Explain it to a child")
+    box.press("Enter")
+    heading = page.locator("#conversation-title-text")
+    expect(heading).to_have_text("How do tides work? Explain it to a child")  # first words
+    expect(page.locator("[data-role=assistant]")).to_have_count(1, timeout=REPLY_TIMEOUT)
+
+    # Then the model's title, in the header, the sidebar and the tab, without a reload.
+    expect(heading).to_have_text("Tides, explained", timeout=REPLY_TIMEOUT)
+    expect(page.locator(".conversation-link[aria-current=page]")).to_have_text("Tides, explained")
+    expect(page).to_have_title("Tides, explained · chatsite")

@@ -197,6 +197,7 @@ def test_range_leaves_out_calls_outside_it(history, alice):
         "failed": 0,
         "unpriced": 0,
         "estimated": 0,
+        "title_calls": 0,
         "requests": 0,
         "prompt_tokens": 0,
         "completion_tokens": 0,

@@ -78,7 +78,8 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
     if not title:
         raise ValidationError({"title": _("The title cannot be empty.")})
     conversation.title = title
-    conversation.save(update_fields=["title"])
+    conversation.title_is_auto = False  # the model's title call leaves it alone
+    conversation.save(update_fields=["title", "title_is_auto"])
     return conversation
 
 

@@ -89,13 +89,12 @@ def rows_discard(*, claim: Claim) -> None:
     ).delete()
 
 
-def _usage(completion: Completion, response: protocol.ChatResponse) -> tuple[protocol.Usage, bool]:
+def usage_of(body: dict, response: protocol.ChatResponse) -> tuple[protocol.Usage, bool]:
     """The usage the upstream reported, or an estimate (and True) when it reported none."""
     if response.usage is not None:
         return response.usage, False
     prompt = sum(
-        protocol.estimate_tokens(m.get("content", "")) + 3
-        for m in completion.request_body.get("messages", [])
+        protocol.estimate_tokens(m.get("content", "")) + 3 for m in body.get("messages", [])
     )
     reply = sum(protocol.estimate_tokens(c.content) for c in response.choices)
     return protocol.Usage(
@@ -113,7 +112,7 @@ def _result_fields(
 ) -> dict[str, Any]:
     """The completion's columns once the call has ended."""
     completion = claim.completion
-    usage, estimated = _usage(completion, response)
+    usage, estimated = usage_of(completion.request_body, response)
     price, cost = pricing.priced(
         model=completion.model,
         prompt_tokens=usage.prompt_tokens,
