@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 BENCH ?= full
 
-.PHONY: run test check faults install migrate static lint format bench messages clean
+.PHONY: run test check faults install migrate static lint format bench screenshots messages clean
 
 $(BIN)/.installed: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ faults: install
 # that writes to a temporary file.
 bench: install
 	$(BIN)/python -m bench --mode $(BENCH)
+
+# docs/screenshots/, made again from the running app in Chromium (bench/screenshots.py).
+screenshots: install
+	$(BIN)/python -m bench.screenshots
 
 lint: install
 	$(BIN)/ruff check .

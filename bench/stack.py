@@ -138,6 +138,9 @@ class Stack:
     web_processes: int = 2
     worker_concurrency: int = 256
     latency: float = 0.5
+    # One plain sentence per reply, as every run in the history measured (the screenshots
+    # want the default, Markdown, replies).
+    plain_replies: bool = True
     backend: str = ""  # "postgresql+redis" or "sqlite+filesystem", once prepared
     env: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
@@ -193,6 +196,8 @@ class Stack:
             # Simulated people send far more than a person would: the abuse limits are off.
             "MESSAGES_PER_MINUTE": "0",
             "MAX_REPLIES_IN_FLIGHT": "0",
+            # The runs measure replies: no title call after each conversation's first one.
+            "MODEL_TITLES": "0",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
@@ -230,8 +235,8 @@ class Stack:
         commands = {
             "simulator": [
                 python, "manage.py", "simulate_upstream", "--port", str(self.simulator_port),
-                # One plain sentence per reply, as every run in the history measured.
-                "--latency", str(self.latency), "--token-delay", "0", "--plain",
+                "--latency", str(self.latency), "--token-delay", "0",
+                *(["--plain"] if self.plain_replies else []),
             ],
             "worker": [
                 python, "-m", "celery", "-A", "chatsite", "worker",

@@ -41,11 +41,13 @@ def reply_text(messages: list[dict[str, Any]], choice: int, *, rich: bool = Fals
     )
     if last_user.startswith(ECHO_PREFIX):
         return last_user[len(ECHO_PREFIX) :]
+    system = next((str(m.get("content")) for m in messages if m.get("role") == "system"), "")
+    if "short title" in system.lower():
+        return _title(last_user)
     digest = hashlib.sha256(
         json.dumps([messages, choice], sort_keys=True, ensure_ascii=False).encode()
     ).digest()
     words = [WORDS[b % len(WORDS)] for b in digest[:12]]
-    system = next((str(m.get("content")) for m in messages if m.get("role") == "system"), "")
     turns = sum(1 for m in messages if m.get("role") == "user")
     topic = " ".join(last_user.split()[:8])
     text = f"Simulated reply {choice + 1} (turn {turns}) to: {topic}. " + " ".join(words) + "."
@@ -57,6 +59,14 @@ def reply_text(messages: list[dict[str, Any]], choice: int, *, rich: bool = Fals
         for index in sorted((first, second)):
             text += "\n\n" + SHOWCASE[index](topic or "your message", words)
     return text
+
+
+def _title(asked: str) -> str:
+    """A title call's answer (a system prompt asking for a short title): the first words
+    of the question it quotes, as a model might shorten them."""
+    question = asked.split("\n\n", 1)[0].removeprefix("User:").strip()
+    words = question.rstrip("?.!").split()[:6]
+    return " ".join(words).capitalize() if words else "A conversation"
 
 
 def _list(topic: str, words: list[str]) -> str:

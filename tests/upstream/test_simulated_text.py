@@ -39,3 +39,12 @@ def test_a_prompt_with_quotes_stays_valid_python_in_the_code_block():
 
 def test_echo_is_still_exact():
     assert reply_text(conversation("/echo **bold**"), 0, rich=True) == "**bold**"
+
+
+def test_a_title_call_is_answered_with_a_title():
+    asked = [
+        {"role": "system", "content": "Write a short title, at most six words, for it."},
+        {"role": "user", "content": "User: How do tides work on Earth?\n\nAssistant: The moon…"},
+    ]
+    assert reply_text(asked, 0) == "How do tides work on earth"
+    assert reply_text(asked, 0, rich=True) == "How do tides work on earth"
