@@ -30,9 +30,12 @@ class SiteSettings(models.Model):
     signup_mode = models.CharField(
         _("sign-up"), max_length=16, choices=SignupMode.choices, default=SignupMode.OPEN
     )
+    # Both defaults: in Python for new objects, in the database for rows inserted by code
+    # that predates the column (a rolling deploy).
     max_choices = models.PositiveSmallIntegerField(
         _("most choices per reply"),
         default=4,
+        db_default=4,
         validators=[MinValueValidator(1), MaxValueValidator(MAX_CHOICES)],
         help_text=_(
             'The highest "Choices" (n) a conversation may ask for: each choice is a reply '
@@ -43,6 +46,7 @@ class SiteSettings(models.Model):
     model_titles = models.BooleanField(
         _("titles made by the model"),
         default=True,
+        db_default=True,
         help_text=_(
             "After a conversation's first reply, ask its model for a short title (a small "
             "call, counted in usage as a title call). Off: the first words of the first "

@@ -16,7 +16,9 @@ class Conversation(models.Model):
     title = models.CharField(_("title"), max_length=200, blank=True)
     # The first words of the first message until the model names the conversation (a
     # title call after the first reply); a person's own rename is never replaced.
-    title_is_auto = models.BooleanField(_("title made by the site"), default=True)
+    # db_default: rows inserted by code that predates the column (a rolling deploy, raw
+    # SQL) get it too.
+    title_is_auto = models.BooleanField(_("title made by the site"), default=True, db_default=True)
     model = models.CharField(_("model"), max_length=100)
     system_prompt = models.TextField(_("system prompt"), blank=True)
     # Generation parameters: null means "not set", and unset ones are not sent.
@@ -72,6 +74,10 @@ class Conversation(models.Model):
 
 
 class Message(models.Model):
+    # What the chat page's transcript tells apart (chat.selectors.Reply is "reply"): an
+    # attribute, not a failed lookup, which costs the template engine a dir() per message.
+    kind = "message"
+
     class Role(models.TextChoices):
         SYSTEM = "system", _("system")
         USER = "user", _("user")
@@ -166,7 +172,11 @@ class Completion(models.Model):
     )
     model = models.CharField(_("model asked for"), max_length=100)
     purpose = models.CharField(
-        _("purpose"), max_length=8, choices=Purpose.choices, default=Purpose.REPLY
+        _("purpose"),
+        max_length=8,
+        choices=Purpose.choices,
+        default=Purpose.REPLY,
+        db_default=Purpose.REPLY,
     )
     request_body = models.JSONField(_("request as sent"), default=dict)
     status = models.CharField(

@@ -150,6 +150,10 @@ class Reply:
         )
 
     @property
+    def first(self) -> Message | None:
+        return self.choices[0] if self.choices else None
+
+    @property
     def created_at(self):
         return self.choices[0].created_at if self.choices else None
 

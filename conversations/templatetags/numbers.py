@@ -2,7 +2,8 @@
 thousands), for counts of tokens and requests. CSV files keep plain figures."""
 
 from django import template
-from django.utils import formats
+
+from conversations.shared.numbers import grouped as group
 
 register = template.Library()
 
@@ -11,4 +12,4 @@ register = template.Library()
 def grouped(value):
     if isinstance(value, bool) or not isinstance(value, int):
         return value
-    return formats.number_format(value, force_grouping=True)
+    return group(value)

@@ -20,6 +20,8 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
 
+from conversations.shared.numbers import grouped
+
 WIDTH, HEIGHT = 760, 300
 NARROW_WIDTH, NARROW_HEIGHT = 360, 260
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 44, 44
@@ -88,7 +90,7 @@ def tokens_per_day_svg(
 
 
 def _count(number: int) -> str:
-    return formats.number_format(number, force_grouping=True)
+    return grouped(number)
 
 
 def _tokens(row: dict) -> int:

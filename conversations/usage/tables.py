@@ -12,10 +12,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.http import HttpResponse
-from django.utils import formats, translation
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from conversations.shared import numbers
 from conversations.shared.spreadsheets import UTF8_BOM, spreadsheet_safe
 
 from . import reports
@@ -63,7 +64,7 @@ def cell(row: dict[str, Any], key: str, *, grouped: bool = False) -> str:
     if key == "day":
         return row["day"].isoformat()
     if grouped and key in COUNTS:
-        return formats.number_format(row[key], force_grouping=True)
+        return numbers.grouped(row[key])
     return str(row[key])
 
 

@@ -200,13 +200,17 @@
     if (box) box.focus({ preventScroll: true });
   });
 
-  // --- When each message came, as "5 minutes ago" in the page's language (the server's
-  // text, the full date, stays in the tooltip). ---
+  // --- When each message came, as "5 minutes ago", and the full date on hover, both in
+  // the page's language (the server writes a plain 2026-12-02 21:51 for pages without
+  // script). ---
   const UNITS = [["year", 31536000], ["month", 2592000], ["week", 604800], ["day", 86400],
                  ["hour", 3600], ["minute", 60]];
   let relative = null;
+  let full = null;
   try {
-    relative = new Intl.RelativeTimeFormat(document.documentElement.lang || undefined, { numeric: "auto" });
+    const lang = document.documentElement.lang || undefined;
+    relative = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
+    full = new Intl.DateTimeFormat(lang, { dateStyle: "long", timeStyle: "short" });
   } catch (error) { relative = null; }
 
   function ago(date) {
@@ -225,10 +229,33 @@
       const date = new Date(stamp.getAttribute("datetime"));
       if (isNaN(date)) return;
       stamp.textContent = ago(date);
+      if (!stamp.dataset.shown) stamp.title = full.format(date);
       stamp.dataset.shown = "relative";
     });
   }
   setInterval(function () { refreshStamps(false); }, 30000);
+
+  // A reply's tokens: the page sends the numbers and, once, the words around them.
+  let plurals = null;
+  let numbers = null;
+  try {
+    plurals = new Intl.PluralRules(document.documentElement.lang || undefined);
+    numbers = new Intl.NumberFormat(document.documentElement.lang || undefined);
+  } catch (error) { plurals = null; }
+
+  function showTokens() {
+    const texts = document.getElementById("messages");
+    if (!plurals || !texts || !texts.dataset.tokenOther) return;
+    texts.querySelectorAll(".tokens[data-prompt]:not([data-shown])").forEach(function (el) {
+      const prompt = Number(el.dataset.prompt), completion = Number(el.dataset.completion);
+      const total = prompt + completion;
+      const words = plurals.select(total) === "one" ? texts.dataset.tokenOne : texts.dataset.tokenOther;
+      el.textContent = words.replace("%(total)s", numbers.format(total));
+      el.title = texts.dataset.tokenDetail.replace("%(prompt)s", numbers.format(prompt))
+        .replace("%(completion)s", numbers.format(completion));
+      el.dataset.shown = "words";
+    });
+  }
 
   document.addEventListener("htmx:afterSettle", function (event) {
     initChoices(event.detail.elt.parentElement || document);
@@ -324,7 +351,7 @@
   new MutationObserver(function () {
     if (syncQueued) return;
     syncQueued = true;
-    requestAnimationFrame(function () { syncQueued = false; syncComposer(); refreshStamps(true); syncJump(); });
+    requestAnimationFrame(function () { syncQueued = false; syncComposer(); refreshStamps(true); showTokens(); syncJump(); });
   // Classes too: htmx settles a swapped-in reply with the old element's classes for a
   // moment, so the ended reply is `.reply-pending` until its own class is put back.
   }).observe(document.documentElement, {
@@ -347,6 +374,7 @@
   function init() {
     syncComposer();
     refreshStamps(false);
+    showTokens();
     initChoices(document);
     document.querySelectorAll("textarea[data-enter-sends]").forEach(autogrow);
     scrollToNewest();

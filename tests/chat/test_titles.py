@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
@@ -15,7 +16,7 @@ from conversations.billing import budgets
 from conversations.chat import replies, selectors, tasks
 from conversations.chat.services import conversations as chat_services
 from conversations.chat.services import titles
-from conversations.models import Completion, ModelPrice, SiteSettings, UserBudget
+from conversations.models import Completion, Conversation, ModelPrice, SiteSettings, UserBudget
 from conversations.usage import reports
 from tests.http import HTMX
 
@@ -229,3 +230,20 @@ def test_the_title_url_stops_waiting_for_a_lost_call(alice_client, chat, send, e
 def test_the_title_url_is_the_owners_only(client, bob, chat):
     client.force_login(bob)
     assert client.get(reverse("conversation_title", args=[chat.pk]), **HTMX).status_code == 404
+
+
+def test_rows_inserted_by_code_older_than_the_new_columns_get_their_defaults(alice):
+    """A rolling deploy: a web process still on the old code inserts without the columns."""
+    from django.db import connection
+
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO conversations_conversation (owner_id, title, model, system_prompt,"
+            " stop, created_at, last_activity_at, flagged, review_note)"
+            " VALUES (%s, 'old', 'gpt-4o-mini', '', '[]', %s, %s, %s, '')",
+            [alice.pk, now, now, False],
+        )
+    assert Conversation.objects.get(title="old").title_is_auto is True
+    for model, name in ((Completion, "purpose"), (SiteSettings, "max_choices")):
+        assert model._meta.get_field(name).db_default is not models.NOT_PROVIDED
