@@ -360,6 +360,12 @@
   document.addEventListener("htmx:afterRequest", syncComposer);
   document.addEventListener("htmx:afterSettle", syncComposer);
 
+  // --- A language applies as soon as it is picked (the form's Change button is for pages
+  // without script). ---
+  document.addEventListener("change", function (event) {
+    if (event.target.id === "site-language") event.target.form.requestSubmit();
+  });
+
   // --- The theme applies as soon as it is picked; the server keeps it (a cookie). ---
   document.addEventListener("change", function (event) {
     if (event.target.id !== "site-theme") return;
