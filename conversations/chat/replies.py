@@ -18,9 +18,12 @@ TEMPLATE = "conversations/chat.html"
 
 
 def title_coming(completion: Completion) -> bool:
-    """Whether a title call follows this reply (a conversation's first, with titles made
-    by the model on): the ended reply then asks for the new title once (services/titles)."""
+    """Whether a title call follows this reply (a conversation's first, ended well, with
+    titles made by the model on): the ended reply then asks for the new title
+    (services/titles), and the worker sends the call."""
     if completion.purpose != Completion.Purpose.REPLY:
+        return False
+    if completion.status != Completion.Status.SUCCEEDED:
         return False
     asked = completion.request_body.get("messages") or []
     if sum(1 for m in asked if m.get("role") == "user") != 1:
@@ -28,17 +31,19 @@ def title_coming(completion: Completion) -> bool:
     return settings.MODEL_TITLES and site_settings().model_titles
 
 
+def _context(completion: Completion, conversation: Conversation, reply: Reply) -> dict:
+    return {
+        "conversation": conversation,
+        "reply": reply if reply.choices else None,
+        "failed": completion if completion.status == Completion.Status.FAILED else None,
+        "title_coming": title_coming(completion),
+    }
+
+
 def ended_context(completion: Completion) -> dict:
     """What an ended completion shows: its reply (partial text too, when a stream broke),
     and for a failure the error with its Retry button."""
-    reply = selectors.completion_reply(completion)
-    return {
-        "conversation": completion.conversation,
-        "reply": reply if reply.choices else None,
-        "failed": completion if completion.status == Completion.Status.FAILED else None,
-        "title_coming": completion.status == Completion.Status.SUCCEEDED
-        and title_coming(completion),
-    }
+    return _context(completion, completion.conversation, selectors.completion_reply(completion))
 
 
 def render_ended(request: HttpRequest | None, completion: Completion) -> str:
@@ -50,16 +55,8 @@ def render_ended(request: HttpRequest | None, completion: Completion) -> str:
 def ended_html(completion: Completion, choices: list[Message]) -> dict[str, str]:
     """The ended reply's HTML in every language of the site, from the rows as the worker
     has just saved them (no query): the event stream sends it on as it is."""
-    reply = Reply(
-        position=choices[0].position if choices else 0, choices=choices, completion=completion
-    )
-    context = {
-        "conversation": Conversation(pk=completion.conversation_id),
-        "reply": reply if choices else None,
-        "failed": completion if completion.status == Completion.Status.FAILED else None,
-        "title_coming": completion.status == Completion.Status.SUCCEEDED
-        and title_coming(completion),
-    }
+    conversation = Conversation(pk=completion.conversation_id)
+    context = _context(completion, conversation, selectors.reply_of(completion, choices))
     html = {}
     for language, _name in settings.LANGUAGES:
         with translation.override(language):

@@ -155,7 +155,7 @@ class Reply:
 
     @property
     def created_at(self):
-        return self.choices[0].created_at if self.choices else None
+        return self.first.created_at if self.choices else None
 
     @property
     def usage(self) -> dict[str, int] | None:
@@ -164,9 +164,8 @@ class Reply:
         if self.completion is not None:
             prompt, reply = self.completion.prompt_tokens, self.completion.completion_tokens
         elif self.choices:
-            first = self.choices[0]
-            prompt = getattr(first, "usage_prompt", None)
-            reply = getattr(first, "usage_completion", None)
+            prompt = getattr(self.first, "usage_prompt", None)
+            reply = getattr(self.first, "usage_completion", None)
         else:
             return None
         if prompt is None and reply is None:
@@ -243,7 +242,11 @@ def transcript(conversation: Conversation) -> Transcript:
 
 def completion_reply(completion: Completion) -> Reply:
     """The messages a finished completion made (one query)."""
-    choices = list(completion.messages.order_by("choice_index", "pk"))
+    return reply_of(completion, list(completion.messages.order_by("choice_index", "pk")))
+
+
+def reply_of(completion: Completion, choices: list[Message]) -> Reply:
+    """The reply these messages of `completion` make (no query)."""
     return Reply(
         position=choices[0].position if choices else 0, choices=choices, completion=completion
     )

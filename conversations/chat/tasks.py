@@ -10,6 +10,7 @@ from django.conf import settings
 
 from conversations.upstream.protocol import UpstreamError
 
+from . import replies
 from .services import attempts, completions, titles
 from .services.completions import RUN_COMPLETION, Claim, Outcome
 
@@ -48,7 +49,7 @@ def _run_completion(completion_id: int) -> Outcome:
         logger.exception("Completion %s attempt %s broke", completion_id, claim.completion.attempts)
         attempts.completion_attempt_discard(claim=claim)
         return _after_failure(claim, completions.internal_error(exc))
-    if outcome == Outcome.SUCCEEDED and titles.wanted(claim.completion):
+    if outcome == Outcome.SUCCEEDED and replies.title_coming(claim.completion):
         titles.title_enqueue(completion_id)
     return outcome
 

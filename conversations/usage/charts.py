@@ -89,10 +89,6 @@ def tokens_per_day_svg(
     )
 
 
-def _count(number: int) -> str:
-    return grouped(number)
-
-
 def _tokens(row: dict) -> int:
     return row["prompt_tokens"] + row["completion_tokens"]
 
@@ -161,10 +157,10 @@ class _Chart:
             "%(requests)s requests"
         ) % {
             "day": _day(row["day"]),
-            "total": _count(row["total_tokens"]),
-            "prompt": _count(prompt),
-            "completion": _count(completion),
-            "requests": _count(row["requests"]),
+            "total": grouped(row["total_tokens"]),
+            "prompt": grouped(prompt),
+            "completion": grouped(completion),
+            "requests": grouped(row["requests"]),
         }
         y = self.y
         return format_html(
@@ -248,7 +244,7 @@ class _Chart:
             "title": title,
             "start": _day(self.days[0]["day"]),
             "end": _day(self.days[-1]["day"]),
-            "total": _count(sum(row["total_tokens"] for row in self.days)),
+            "total": grouped(sum(row["total_tokens"] for row in self.days)),
             "peak_day": _day(peak["day"]),
-            "peak": _count(_tokens(peak)),
+            "peak": grouped(_tokens(peak)),
         }

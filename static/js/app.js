@@ -205,13 +205,15 @@
   // script). ---
   const UNITS = [["year", 31536000], ["month", 2592000], ["week", 604800], ["day", 86400],
                  ["hour", 3600], ["minute", 60]];
-  let relative = null;
-  let full = null;
+  // The page's language for dates and numbers; without Intl the server's text stays.
+  let relative = null, full = null, plurals = null, numbers = null;
   try {
     const lang = document.documentElement.lang || undefined;
     relative = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
     full = new Intl.DateTimeFormat(lang, { dateStyle: "long", timeStyle: "short" });
-  } catch (error) { relative = null; }
+    plurals = new Intl.PluralRules(lang);
+    numbers = new Intl.NumberFormat(lang);
+  } catch (error) { relative = plurals = null; }
 
   function ago(date) {
     const seconds = (date.getTime() - Date.now()) / 1000;
@@ -236,13 +238,6 @@
   setInterval(function () { refreshStamps(false); }, 30000);
 
   // A reply's tokens: the page sends the numbers and, once, the words around them.
-  let plurals = null;
-  let numbers = null;
-  try {
-    plurals = new Intl.PluralRules(document.documentElement.lang || undefined);
-    numbers = new Intl.NumberFormat(document.documentElement.lang || undefined);
-  } catch (error) { plurals = null; }
-
   function showTokens() {
     const texts = document.getElementById("messages");
     if (!plurals || !texts || !texts.dataset.tokenOther) return;
@@ -357,8 +352,8 @@
   }).observe(document.documentElement, {
     childList: true, subtree: true, attributes: true, attributeFilter: ["class"],
   });
+  // htmx gives the Send button back (hx-disabled-elt) after the request, not by a class.
   document.addEventListener("htmx:afterRequest", syncComposer);
-  document.addEventListener("htmx:afterSettle", syncComposer);
 
   // --- A language applies as soon as it is picked (the form's Change button is for pages
   // without script). ---

@@ -182,7 +182,7 @@ def _send(owner: AbstractBaseUser, conversation_id: int, content: str):
     )
     updates = {"last_activity_at": now}
     if not conversation.title:
-        updates["title"] = _title_from(content)
+        updates["title"] = title_from(content)
     Conversation.objects.filter(pk=conversation.pk).update(**updates)
     for name, value in updates.items():
         setattr(conversation, name, value)
@@ -197,7 +197,9 @@ def _send(owner: AbstractBaseUser, conversation_id: int, content: str):
     return message, completion, None
 
 
-def _title_from(content: str) -> str:
+def title_from(content: str) -> str:
+    """A title from text: one line, at most TITLE_LENGTH characters (the first message's
+    words, a title call's answer)."""
     line = " ".join(content.split())
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
 

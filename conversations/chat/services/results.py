@@ -89,7 +89,7 @@ def rows_discard(*, claim: Claim) -> None:
     ).delete()
 
 
-def usage_of(body: dict, response: protocol.ChatResponse) -> tuple[protocol.Usage, bool]:
+def _usage(body: dict, response: protocol.ChatResponse) -> tuple[protocol.Usage, bool]:
     """The usage the upstream reported, or an estimate (and True) when it reported none."""
     if response.usage is not None:
         return response.usage, False
@@ -102,28 +102,20 @@ def usage_of(body: dict, response: protocol.ChatResponse) -> tuple[protocol.Usag
     ), True
 
 
-def _result_fields(
-    claim: Claim,
-    response: protocol.ChatResponse,
-    *,
-    status: str,
-    error: protocol.UpstreamError | None,
-    now: datetime,
+def response_fields(
+    *, model: str, body: dict, response: protocol.ChatResponse, now: datetime
 ) -> dict[str, Any]:
-    """The completion's columns once the call has ended."""
-    completion = claim.completion
-    usage, estimated = usage_of(completion.request_body, response)
+    """A call's columns from the upstream's answer: the response, its usage (reported or
+    estimated) and its cost at the price in force `now`. A reply's save and a title call
+    (services/titles) both store them."""
+    usage, estimated = _usage(body, response)
     price, cost = pricing.priced(
-        model=completion.model,
+        model=model,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         at=now,
     )
-    latency_ms = response.latency_ms or (
-        int((now - completion.started_at).total_seconds() * 1000) if completion.started_at else None
-    )
     return {
-        "status": status,
         "response_id": response.id,
         "response_created": response.created,
         "response_model": response.model,
@@ -134,14 +126,34 @@ def _result_fields(
         "total_tokens": usage.total_tokens,
         "usage_estimated": estimated,
         "http_status": response.http_status,
+        "price": price,
+        "cost": cost,
+        "currency": price.currency if price else "",
+    }
+
+
+def _result_fields(
+    claim: Claim,
+    response: protocol.ChatResponse,
+    *,
+    status: str,
+    error: protocol.UpstreamError | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The completion's columns once the call has ended."""
+    completion = claim.completion
+    latency_ms = response.latency_ms or (
+        int((now - completion.started_at).total_seconds() * 1000) if completion.started_at else None
+    )
+    return response_fields(
+        model=completion.model, body=completion.request_body, response=response, now=now
+    ) | {
+        "status": status,
         "error_type": error.error_type if error else "",
         "error_message": readable_error(error, attempts=completion.attempts) if error else "",
         "latency_ms": latency_ms,
         "finished_at": now,
         "lease_expires_at": None,
-        "price": price,
-        "cost": cost,
-        "currency": price.currency if price else "",
     }
 
 

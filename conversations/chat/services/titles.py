@@ -19,20 +19,20 @@ from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
-from conversations.billing import budgets, pricing
+from conversations.billing import budgets
 from conversations.chat import replies
 from conversations.chat.models import Completion, Conversation, Message
 from conversations.upstream import protocol
 
 from .attempts import upstream_client
-from .results import usage_of
+from .conversations import title_from
+from .results import response_fields
 
 logger = logging.getLogger(__name__)
 
 TITLE_CONVERSATION = "conversations.tasks.title_conversation"
 
 TITLE_WORDS = 6
-TITLE_LENGTH = 60
 MAX_TOKENS = 24
 QUESTION_CHARACTERS = 1000
 ANSWER_CHARACTERS = 1000
@@ -41,11 +41,6 @@ PROMPT = (
     "Write a short title, at most six words, for the conversation below, in the language "
     "the user wrote in. Answer with the title alone: no quotes, no full stop."
 )
-
-
-def wanted(completion: Completion) -> bool:
-    """Whether this ended reply is a conversation's first, so its title call is due."""
-    return replies.title_coming(completion)
 
 
 def title_enqueue(completion_id: int) -> None:
@@ -77,20 +72,18 @@ def clean_title(text: str) -> str:
     line = line.strip().removeprefix("Title:").removeprefix("title:").strip()
     for _ in range(2):  # quotes around a full stop, or a full stop after quotes
         line = line.strip("\"'“”‘’「」《》*#` ").rstrip(".。!！")
-    words = line.split()
-    if len(words) > TITLE_WORDS * 2:  # a sentence, not a title: keep its start
-        line = " ".join(words[: TITLE_WORDS * 2])
-    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+    # A sentence, not a title: keep its start (and no longer than a title made of words).
+    return title_from(" ".join(line.split()[: TITLE_WORDS * 2]))
 
 
 def conversation_title(*, completion_id: int) -> str | None:
     """Ask for the title after the reply `completion_id` (a conversation's first) and put
     it in place of the first words; the new title, or None when none was made."""
     completion = Completion.objects.select_related("conversation").filter(pk=completion_id).first()
-    if completion is None or completion.status != Completion.Status.SUCCEEDED:
+    if completion is None or not replies.title_coming(completion):
         return None
     conversation = completion.conversation
-    if not conversation.title_is_auto or not wanted(completion):
+    if not conversation.title_is_auto:
         return None
     if Completion.objects.filter(
         conversation=conversation, purpose=Completion.Purpose.TITLE
@@ -155,31 +148,10 @@ def _record(
             "http_status": getattr(error, "http_status", None),
         }
     else:
-        usage, estimated = usage_of(body, response)
-        price, cost = pricing.priced(
-            model=completion.model,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            at=now,
-        )
+        fields |= response_fields(model=completion.model, body=body, response=response, now=now)
         fields |= {
             "status": Completion.Status.SUCCEEDED,
-            "response_id": response.id,
-            "response_created": response.created,
-            "response_model": response.model,
-            "response_object": response.object,
-            "choices": [
-                {"index": c.index, "finish_reason": c.finish_reason} for c in response.choices
-            ],
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-            "usage_estimated": estimated,
-            "http_status": response.http_status,
             "latency_ms": response.latency_ms or None,
-            "price": price,
-            "cost": cost,
-            "currency": price.currency if price else "",
         }
     with transaction.atomic():
         row = Completion.objects.create(**fields)
