@@ -22,9 +22,14 @@ def make_conversation(
     its completion; `failed` adds a last user message whose call failed with that error."""
     conversation = Conversation.objects.create(owner=owner, title=title, model=model)
     position = 0
+    last = None
     for user_text, reply_text in turns:
         asked = Message.objects.create(
-            conversation=conversation, role="user", content=user_text, position=position
+            conversation=conversation,
+            role="user",
+            content=user_text,
+            position=position,
+            parent=last,
         )
         completion = Completion.objects.create(
             conversation=conversation,
@@ -48,10 +53,11 @@ def make_conversation(
             cost=Decimal("0.00100000"),
             currency="USD",
         )
-        Message.objects.create(
+        last = Message.objects.create(
             conversation=conversation,
             role="assistant",
             content=reply_text,
+            parent=asked,
             position=position + 1,
             completion=completion,
             choice_index=0,
@@ -60,7 +66,11 @@ def make_conversation(
         position += 2
     if failed:
         asked = Message.objects.create(
-            conversation=conversation, role="user", content="and then?", position=position
+            conversation=conversation,
+            role="user",
+            content="and then?",
+            position=position,
+            parent=last,
         )
         Completion.objects.create(
             conversation=conversation,

@@ -8,6 +8,8 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
+from .tree import ONE
+
 
 class Conversation(models.Model):
     owner = models.ForeignKey(
@@ -77,6 +79,8 @@ class Message(models.Model):
     # What the chat page's transcript tells apart (chat.selectors.Reply is "reply"): an
     # attribute, not a failed lookup, which costs the template engine a dir() per message.
     kind = "message"
+    # Which version of its turn it is, where a page has worked it out (chat/tree.py).
+    versions = ONE
 
     class Role(models.TextChoices):
         SYSTEM = "system", _("system")
@@ -96,13 +100,25 @@ class Message(models.Model):
     content = models.TextField(_("content"), blank=True)
     # The sanitized HTML of a finished reply, made once when it is saved (pages read it).
     html = models.TextField(blank=True, editable=False)
-    # Order in the conversation; the choices of one reply share a position.
+    # The message this one follows (None for a first turn): messages form a tree, each
+    # message's children are the versions of the next turn (chat/tree.py).
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="children",
+        verbose_name=_("follows"),
+    )
+    # The turn's depth in the conversation; versions of one turn and a reply's choices
+    # share it.
     position = models.PositiveIntegerField(_("position"))
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.COMPLETE
     )
-    # Assistant messages: the call that made them, which choice, and whether this
-    # choice is the one that continues the conversation.
+    # Assistant messages: the call that made them and which choice. For every message:
+    # whether, of its siblings (the versions of its turn), it is the one the conversation
+    # goes on from.
     completion = models.ForeignKey(
         "Completion", on_delete=models.CASCADE, null=True, blank=True, related_name="messages"
     )
@@ -179,6 +195,9 @@ class Completion(models.Model):
         db_default=Purpose.REPLY,
     )
     request_body = models.JSONField(_("request as sent"), default=dict)
+    # Which version of the reply to its request message this call makes: 1 for the
+    # first, the next number for a regeneration (the ended reply's "2 / 2" without a query).
+    version = models.PositiveSmallIntegerField(_("version"), default=1, db_default=1)
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
     )

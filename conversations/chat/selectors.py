@@ -14,6 +14,7 @@ from django.db.models import Exists, F, OuterRef
 from django.http import Http404
 
 from .models import Completion, Conversation, Message
+from .tree import ONE, Tree, Versions
 
 SIDEBAR_PAGE_SIZE = 50
 # Past this a page number is nonsense (the offset would not fit the database's integers).
@@ -135,7 +136,18 @@ class Reply:
     position: int
     choices: list[Message] = field(default_factory=list)
     completion: Completion | None = None
+    # Which version of the answer to its message this reply is (regenerations).
+    versions: Versions = ONE
     kind = "reply"
+
+    @property
+    def system_prompt_sent(self) -> str:
+        """The system prompt the call was sent with ('' for none): what the model was
+        told, whatever the conversation's settings say now."""
+        messages = (self.completion.request_body or {}).get("messages") or []
+        if messages and messages[0].get("role") == "system":
+            return messages[0].get("content") or ""
+        return ""
 
     @property
     def parameters(self) -> str:
@@ -200,21 +212,22 @@ class Transcript:
 
 
 def transcript(conversation: Conversation) -> Transcript:
-    """The conversation as shown on the chat page (two queries)."""
+    """The path the person is on, as the chat page shows it (two queries, whatever the
+    number of messages and branches): each turn with its version among its siblings'."""
     items: list[Message | Reply] = []
     # Each reply's tokens come along in the same query (a join on its completion).
     messages = conversation.messages.annotate(
         usage_prompt=F("completion__prompt_tokens"),
         usage_completion=F("completion__completion_tokens"),
-    )
-    for message in messages.order_by("position", "choice_index", "pk"):
+    ).order_by("pk")
+    for step in Tree(messages).steps():
+        message = step.chosen
         if message.role == Message.Role.ASSISTANT:
-            last = items[-1] if items else None
-            if isinstance(last, Reply) and last.position == message.position:
-                last.choices.append(message)
-            else:
-                items.append(Reply(position=message.position, choices=[message]))
+            items.append(
+                Reply(position=message.position, choices=step.version, versions=step.versions)
+            )
         elif message.role == Message.Role.USER:
+            message.versions = step.versions
             items.append(message)
     result = Transcript(items=items)
     latest = (
@@ -246,19 +259,11 @@ def completion_reply(completion: Completion) -> Reply:
 
 
 def reply_of(completion: Completion, choices: list[Message]) -> Reply:
-    """The reply these messages of `completion` make (no query)."""
+    """The reply these messages of `completion` make (no query): the newest version of
+    the answer to its message (no other can be made while it is written)."""
     return Reply(
-        position=choices[0].position if choices else 0, choices=choices, completion=completion
+        position=choices[0].position if choices else 0,
+        choices=choices,
+        completion=completion,
+        versions=Versions(completion.version, completion.version),
     )
-
-
-def reply_for_message(message: Message) -> Reply:
-    """All the choices at this message's position (one query), for re-rendering a reply."""
-    choices = list(
-        Message.objects.filter(
-            conversation_id=message.conversation_id,
-            position=message.position,
-            role=Message.Role.ASSISTANT,
-        ).order_by("choice_index", "pk")
-    )
-    return Reply(position=message.position, choices=choices)

@@ -11,6 +11,14 @@ urlpatterns = [
     path("c/<int:pk>/", views.conversation_detail, name="conversation_detail"),
     path("c/<int:pk>/messages/", views.message_send, name="message_send"),
     path("c/<int:pk>/messages/<int:mid>/select/", views.choice_select, name="choice_select"),
+    path("c/<int:pk>/messages/<int:mid>/versions/", views.version_switch, name="version_switch"),
+    path(
+        "c/<int:pk>/messages/<int:mid>/regenerate/",
+        views.reply_regenerate,
+        name="reply_regenerate",
+    ),
+    path("c/<int:pk>/messages/<int:mid>/edit/", views.message_edit, name="message_edit"),
+    path("c/<int:pk>/messages/<int:mid>/source/", views.message_source, name="message_source"),
     path("c/<int:pk>/completions/<int:cid>/", views.completion_poll, name="completion_poll"),
     path(
         "c/<int:pk>/completions/<int:cid>/retry/",

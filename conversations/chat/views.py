@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -54,6 +54,10 @@ def _page(
         "message_form": forms.get("message_form") or MessageForm(),
     }
     if conversation is not None:
+        context |= {
+            "editing": forms.get("editing"),
+            "edit_form": forms.get("edit_form"),
+        }
         context |= {
             "transcript": selectors.transcript(conversation),
             "settings_form": forms.get("settings_form")
@@ -219,23 +223,140 @@ def completion_retry(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
     return render(request, _partial("pending"), context)
 
 
+# --- Versions: regenerate, edit, switch ---
+
+
+def _transcript(request: HttpRequest, conversation: Conversation, **context) -> HttpResponse:
+    """The transcript again (htmx swaps it into #messages): the path as it is now."""
+    context |= {
+        "conversation": conversation,
+        "transcript": selectors.transcript(conversation),
+        "oob_notice": True,  # a notice of an earlier refusal goes
+    }
+    response = render(request, _partial("transcript"), context)
+    response["HX-Retarget"] = "#messages"
+    response["HX-Reswap"] = "innerHTML"
+    return response
+
+
+def _refused(request: HttpRequest, pk: int, error: ValidationError) -> HttpResponse:
+    """A refused change of versions: nothing changed; the reason in the chat's notice
+    (htmx) or as a message on the page."""
+    text = " ".join(_messages_of(error))
+    if not request.htmx:
+        messages.error(request, text)
+        return redirect("conversation_detail", pk=pk)
+    # 200: htmx 2 does not swap 4xx answers.
+    response = render(request, _partial("notice"), {"notice": text})
+    response["HX-Retarget"] = "#chat-notice"
+    response["HX-Reswap"] = "innerHTML"
+    return response
+
+
+def _changed(request: HttpRequest, conversation: Conversation, **context) -> HttpResponse:
+    if not request.htmx:
+        return redirect("conversation_detail", pk=conversation.pk)
+    return _transcript(request, conversation, **context)
+
+
 @login_required
 @require_POST
 def choice_select(request: HttpRequest, pk: int, mid: int) -> HttpResponse:
+    """"Use this reply": the conversation goes on from this choice (and what followed it)."""
     message = selectors.get_message_for_user(request.user, pk, mid)
     try:
         services.choice_select(message=message)
     except ValidationError as error:
-        if request.htmx:
-            return HttpResponse(" ".join(_messages_of(error)), status=400)
-        messages.error(request, " ".join(_messages_of(error)))
-    if not request.htmx:
-        return redirect("conversation_detail", pk=pk)
-    context = {
-        "conversation": message.conversation,
-        "reply": selectors.reply_for_message(message),
-    }
-    return render(request, _partial("reply"), context)
+        return _refused(request, pk, error)
+    return _changed(request, message.conversation)
+
+
+@login_required
+@require_POST
+def version_switch(request: HttpRequest, pk: int, mid: int) -> HttpResponse:
+    """Show the previous or next version of this message's turn, and what followed it."""
+    message = selectors.get_message_for_user(request.user, pk, mid)
+    try:
+        direction = services.Direction(request.POST.get("go", ""))
+    except ValueError:
+        return _refused(request, pk, ValidationError(_("Choose the previous or next version.")))
+    try:
+        services.version_switch(message=message, direction=direction)
+    except ValidationError as error:
+        return _refused(request, pk, error)
+    # htmx gives the focus back to the button pressed (its id is the turn's, in any version).
+    return _changed(request, message.conversation)
+
+
+@login_required
+@require_POST
+def reply_regenerate(request: HttpRequest, pk: int, mid: int) -> HttpResponse:
+    """A new version of this reply, written with the conversation's settings as they are."""
+    message = selectors.get_message_for_user(request.user, pk, mid)
+    try:
+        services.reply_regenerate(owner_id=request.user.pk, conversation_id=pk, message_id=mid)
+    except ValidationError as error:
+        return _refused(request, pk, error)
+    return _changed(request, message.conversation)
+
+
+@login_required
+def message_edit(request: HttpRequest, pk: int, mid: int) -> HttpResponse:
+    """GET: the message's edit form in its place. POST: send the edited text as a new
+    version of the message (the old one stays); the conversation goes on from it."""
+    message = selectors.get_message_for_user(request.user, pk, mid)
+    if message.role != Message.Role.USER:
+        raise Http404("Only your own messages can be edited")
+    conversation = message.conversation
+    if request.method == "GET":
+        form = MessageForm(initial={"content": message.content})
+        return _edit_form(request, message, form)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["GET", "POST"])
+    form = MessageForm(request.POST)
+    if not form.is_valid():
+        return _edit_form(request, message, form, status=400)
+    try:
+        services.message_edit(
+            owner=request.user,
+            conversation_id=pk,
+            message_id=mid,
+            content=form.cleaned_data["content"],
+        )
+    except BudgetExceeded as error:
+        # The new version is saved but no reply was asked for: show both.
+        text = " ".join(_messages_of(error))
+        if not request.htmx:
+            messages.error(request, text)
+            return redirect("conversation_detail", pk=pk)
+        return _transcript(request, conversation, send_error=text)
+    except ValidationError as error:
+        form.add_service_errors(error)
+        return _edit_form(request, message, form, status=_refusal_status(error))
+    return _changed(request, conversation)
+
+
+def _edit_form(
+    request: HttpRequest, message: Message, form: MessageForm, *, status: int = 200
+) -> HttpResponse:
+    if request.htmx:
+        # 200 whatever the error: htmx 2 does not swap 4xx answers.
+        context = {"conversation": message.conversation, "message": message, "edit_form": form}
+        return render(request, _partial("edit-form"), context)
+    return _page(
+        request, message.conversation, editing=message.pk, edit_form=form, status=status
+    )
+
+
+@login_required
+@require_GET
+def message_source(request: HttpRequest, pk: int, mid: int) -> HttpResponse:
+    """The message as written (a reply's Markdown source), as plain text: what Copy puts
+    on the clipboard, and where its link goes without JavaScript."""
+    message = selectors.get_message_for_user(request.user, pk, mid)
+    response = HttpResponse(message.content, content_type="text/plain; charset=utf-8")
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 # --- Conversation settings, title, deletion ---

@@ -28,6 +28,8 @@ CSV_COLUMNS = (
     "conversation_id",
     "title",
     "owner",
+    "message_id",
+    "parent_id",
     "position",
     "role",
     "choice_index",
@@ -53,6 +55,8 @@ def _for_export(conversations: QuerySet[Conversation]) -> list[Conversation]:
 def _message_data(message: Message) -> dict[str, Any]:
     return {
         "id": message.pk,
+        # The message it follows: versions of a turn share one (chat/tree.py).
+        "parent_id": message.parent_id,
         "position": message.position,
         "role": message.role,
         "content": message.content,
@@ -221,6 +225,8 @@ def _csv_row(conversation: Conversation, message: Message) -> list[str]:
         "conversation_id": conversation.pk,
         "title": conversation.title,
         "owner": conversation.owner.get_username(),
+        "message_id": message.pk,
+        "parent_id": "" if message.parent_id is None else message.parent_id,
         "position": message.position,
         "role": message.role,
         "choice_index": "" if message.choice_index is None else message.choice_index,

@@ -28,6 +28,7 @@ from django.utils.translation import gettext as _
 
 from conversations.chat.models import Completion, Conversation, Message
 from conversations.chat.selectors import Reply
+from conversations.chat.tree import ONE, Tree, Versions
 from conversations.shared.rendering import render_plain
 
 from .models import AuditEvent
@@ -35,6 +36,7 @@ from .models import AuditEvent
 REVIEWER_GROUP = "Reviewer"
 REVIEW_PERMISSION = "conversations.review_conversation"
 TRANSCRIPT_ORDER = ("position", "choice_index", "id")
+
 # --- The conversation list ---
 
 
@@ -137,10 +139,17 @@ def audit_events_search(queryset: QuerySet[AuditEvent], text: str) -> QuerySet[A
 
 @dataclass
 class Entry:
-    """A message someone wrote (user or system) and the replies made to it."""
+    """A message someone wrote (user or system) and the calls made to it that left no
+    reply, or one version of a reply; where it sits in the tree (`level`: how many later
+    versions it is under, for indenting), and whether the owner's path goes through it."""
 
     message: Message | None
     replies: list[Reply] = field(default_factory=list)
+    level: int = 0
+    versions: Versions = ONE
+    on_path: bool = True
+    # The system prompt this reply was sent with, where it differs from the one before.
+    system_prompt: str | None = None
 
 
 def message_html(message: Message) -> SafeString:
@@ -151,32 +160,52 @@ def message_html(message: Message) -> SafeString:
 
 
 def transcript(conversation: Conversation) -> list[Entry]:
-    """The whole conversation in order, each reply with the completion that made it.
+    """The whole conversation as a tree, depth first: every version of every turn, each
+    followed by what came after it, each reply with the completion that made it and the
+    system prompt it was sent with.
 
-    Two queries however long the conversation; failed calls (no message) appear
-    after the message they answered."""
-    messages = list(conversation.messages.order_by(*TRANSCRIPT_ORDER))
+    Two queries however large the tree; calls that made no message (failed, title calls)
+    appear after the message they answered."""
+    messages = list(conversation.messages.order_by("pk"))
     completions = list(conversation.completions.order_by("queued_at", "id"))
     for message in messages:
         message.html = message_html(message)
-    choices: dict[int, list[Message]] = defaultdict(list)
-    for message in messages:
-        if message.completion_id is not None:
-            choices[message.completion_id].append(message)
-    replies: dict[int | None, list[Reply]] = defaultdict(list)
+    made = {message.completion_id for message in messages if message.completion_id}
+    by_id = {completion.pk: completion for completion in completions}
+    rowless: dict[int | None, list[Reply]] = defaultdict(list)
     for completion in completions:
-        made = choices.get(completion.pk, [])
-        position = made[0].position if made else 0
-        replies[completion.request_message_id].append(
-            Reply(position=position, choices=made, completion=completion)
-        )
-    entries = [
-        Entry(message=message, replies=replies.pop(message.pk, []))
-        for message in messages
-        if message.completion_id is None
-    ]
+        if completion.pk not in made:
+            rowless[completion.request_message_id].append(
+                Reply(position=0, choices=[], completion=completion)
+            )
+    tree = Tree(messages)
+    path = {step.version[0].pk for step in tree.steps()}
+    levels: dict[int, int] = {}
+    entries = []
+    prompt = None
+    for version, _depth, versions in tree.walk():
+        first = version[0]
+        level = levels.get(first.parent_id, 0) + (1 if versions.number > 1 else 0)
+        for message in version:
+            levels[message.pk] = level
+        entry = Entry(message=None, level=level, versions=versions, on_path=first.pk in path)
+        if first.role == Message.Role.ASSISTANT and first.completion_id in by_id:
+            reply = Reply(
+                position=first.position,
+                choices=version,
+                completion=by_id[first.completion_id],
+                versions=versions,
+            )
+            entry.replies = [reply]
+            if reply.system_prompt_sent != prompt and (prompt is not None or reply.system_prompt_sent):
+                entry.system_prompt = reply.system_prompt_sent
+            prompt = reply.system_prompt_sent
+        else:
+            entry.message = first
+            entry.replies = rowless.pop(first.pk, [])
+        entries.append(entry)
     # Calls whose message is gone still belong in the record.
-    leftovers = [reply for group in replies.values() for reply in group]
+    leftovers = [reply for group in rowless.values() for reply in group]
     if leftovers:
         entries.append(Entry(message=None, replies=leftovers))
     return entries

@@ -80,6 +80,43 @@
     });
   });
 
+  // --- Copy a whole message as it was written (a reply's Markdown): its link goes to
+  // the text itself, which is where it leads without script. ---
+  function copiedFeedback(el, ok) {
+    const label = el.querySelector("span") || el;
+    const text = label.dataset.label || label.textContent;
+    label.dataset.label = text;
+    label.textContent = ok ? document.body.dataset.copiedText || "Copied" : document.body.dataset.copyFailedText || "Copy failed";
+    setTimeout(function () { label.textContent = text; }, 1500);
+  }
+
+  document.addEventListener("click", function (event) {
+    const link = event.target.closest("a[data-copy]");
+    if (!link) return;
+    event.preventDefault();
+    const text = fetch(link.href, { credentials: "same-origin" }).then(function (response) {
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      return response.text();
+    });
+    let copied;
+    if (navigator.clipboard && window.isSecureContext && window.ClipboardItem) {
+      // Handing the clipboard a promise keeps the click's permission while the text loads.
+      copied = navigator.clipboard.write([new ClipboardItem({
+        "text/plain": text.then(function (t) { return new Blob([t], { type: "text/plain" }); }),
+      })]);
+    } else {
+      copied = text.then(copyText);
+    }
+    copied.then(function () { copiedFeedback(link, true); }, function () { copiedFeedback(link, false); });
+  });
+
+  // A version button at the first or last version does nothing (it stays focusable, so
+  // the focus stays where it was after a switch).
+  document.addEventListener("click", function (event) {
+    const step = event.target.closest(".version-step[aria-disabled=true]");
+    if (step) event.preventDefault();
+  }, true);
+
   // --- Choice tabs (shown by CSS only when the reply column is narrow). ---
   function activateChoice(tab, focus) {
     const choices = tab.closest("[data-choices]");

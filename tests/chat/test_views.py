@@ -65,6 +65,10 @@ def add_messages(conversation: Conversation, count: int) -> None:
                 )
             )
     Message.objects.bulk_create(rows)
+    # Each follows the one before it, as the site links a conversation's messages.
+    for before, row in zip(rows, rows[1:], strict=False):
+        row.parent_id = before.pk
+    Message.objects.bulk_update(rows, ["parent"])
 
 
 def add_conversations(owner: User, count: int) -> list[Conversation]:
@@ -463,7 +467,10 @@ def test_selecting_a_user_message_is_refused(alice_client, conversation, enqueue
     response = alice_client.post(
         reverse("choice_select", args=[conversation.pk, message.pk]), **HTMX
     )
-    assert response.status_code == 400
+    # 200 so htmx swaps it: the reason goes into the chat's notice, nothing else changes.
+    assert response.status_code == 200
+    assert response["HX-Retarget"] == "#chat-notice"
+    assert "Only a reply&#x27;s choice can be selected." in response.content.decode()
 
 
 # --- Settings, title, deletion ---

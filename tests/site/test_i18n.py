@@ -368,6 +368,7 @@ def chats(alice):
         role="assistant",
         content="第二个笑话",
         position=first.position,
+        parent=first.parent,
         completion=first.completion,
         choice_index=1,
         is_selected=False,

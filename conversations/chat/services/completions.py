@@ -162,9 +162,29 @@ def completion_fail(*, claim: Claim, error: protocol.UpstreamError) -> bool:
         )
         if updated:
             budget_release(completion_id=claim.completion.pk)
+            if claim.completion.version > 1:
+                earlier_version_restore(completion_id=claim.completion.pk)
     if updated:
         channel.reply_channel().publish_end(claim.completion.pk, Outcome.FAILED)
     return bool(updated)
+
+
+def earlier_version_restore(*, completion_id: int) -> None:
+    """A regeneration that ended without a word of reply leaves nothing to show: the
+    newest earlier version of that reply is shown again (regenerating hid it)."""
+    found = (
+        Completion.objects.filter(pk=completion_id)
+        .values_list("conversation_id", "request_message_id")
+        .first()
+    )
+    if found is None:
+        return
+    conversation_id, asked = found
+    replies = Message.objects.filter(conversation_id=conversation_id, parent_id=asked)
+    if asked is None or replies.filter(is_selected=True).exists():
+        return
+    newest = replies.order_by("-completion_id", "choice_index", "pk").values("pk")[:1]
+    Message.objects.filter(pk__in=newest).update(is_selected=True)
 
 
 def internal_error(exc: BaseException) -> protocol.UpstreamError:
@@ -251,6 +271,7 @@ def completion_abandon(*, completion_id: int, now: datetime) -> bool:
             status=Message.Status.FAILED
         )
         budget_release(completion_id=completion_id)
+        earlier_version_restore(completion_id=completion_id)
     logger.warning("Completion %s given up after %s attempts", completion_id, row.attempts)
     channel.reply_channel().publish_end(completion_id, Outcome.FAILED)
     return True

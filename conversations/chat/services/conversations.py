@@ -3,13 +3,14 @@ completion that answers one (sent to a worker after the transaction commits)."""
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import OperationalError, transaction
-from django.db.models import Case, When
+from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -97,10 +98,12 @@ def conversation_delete(*, conversation: Conversation) -> None:
     transactions.atomic_with_retry(delete)
 
 
-def history(conversation: Conversation, *, upto_position: int | None = None) -> list[dict]:
-    """The messages sent with a call: system prompt first, then the conversation,
-    with only the selected choice of each reply."""
-    return rows.turns(conversation, upto_position=upto_position).history
+def history(conversation: Conversation, *, upto: int | None = None) -> list[dict]:
+    """The messages sent with a call: system prompt first, then the path the person is on
+    (or the messages down to message `upto`), with the chosen choice of each reply."""
+    tree = rows.tree(conversation)
+    line = rows.path(tree) if upto is None else tree.lineage(upto)
+    return rows.history(conversation, line)
 
 
 def request_body(conversation: Conversation, messages: list[dict]) -> dict[str, Any]:
@@ -162,27 +165,57 @@ def message_send(
 def _send(owner: AbstractBaseUser, conversation_id: int, content: str):
     """The send's transaction: seven statements when no budget applies (the user's row
     with their budget, the conversation with the user's busy counts, the messages, two
-    inserts and an update), so it holds its locks briefly."""
-    limits_in_force = rows.lock_sender(owner.pk)
-    conversation, active = rows.lock_own_conversation(owner.pk, conversation_id)
+    inserts and an update), so it holds its locks briefly. The message follows the last
+    one of the path the person is on."""
+    limits_in_force, conversation, tree = _lock_for_writing(owner.pk, conversation_id)
+    leaf = tree.leaf()
+    line = tree.lineage(leaf.pk) if leaf is not None else []
+    return _ask(
+        conversation,
+        content,
+        line=line,
+        parent=leaf,
+        limits_in_force=limits_in_force,
+        title=None if conversation.title else title_from(content),
+    )
+
+
+def _lock_for_writing(user_id: int, conversation_id: int, *, busy: str | None = None):
+    """The locks a change of the conversation's messages takes, in their order, and the
+    checks it makes: the user's row (and budget limits), the conversation (404 for anyone
+    else's) refused while a reply is written in it (ConversationBusy, with `busy` as its
+    text) and at the user's replies-in-flight limit; then its messages as a tree."""
+    limits_in_force = rows.lock_sender(user_id)
+    conversation, active = rows.lock_own_conversation(user_id, conversation_id)
     if active.here:
         raise ConversationBusy(
-            {"content": _("Wait for the reply to finish before sending another message.")}
+            {
+                "content": busy
+                or _("Wait for the reply to finish before sending another message.")
+            }
         )
     limits.replies_in_flight_check(active=active.everywhere)
-    turns = rows.turns(conversation)
-    body = request_body(conversation, [*turns.history, {"role": "user", "content": content}])
+    return limits_in_force, conversation, rows.tree(conversation)
+
+
+def _ask(conversation, content, *, line, parent, limits_in_force, title=None):
+    """Store a user message after `parent` (the last of `line`, the messages it follows)
+    and queue its reply: (message, completion, None), or (message, None, BudgetExceeded)
+    when the budget does not cover the call (the message is kept). `title`: a new title
+    for the conversation, set in the same statement as its last activity."""
+    body = request_body(
+        conversation, [*rows.history(conversation, line), {"role": "user", "content": content}]
+    )
     now = timezone.now()
     message = Message.objects.create(
         conversation=conversation,
         role=Message.Role.USER,
         content=content,
-        position=turns.next_position,
+        parent_id=parent.pk if parent is not None else None,
+        position=parent.position + 1 if parent is not None else 0,
         created_at=now,
     )
-    updates = {"last_activity_at": now}
-    if not conversation.title:
-        updates["title"] = title_from(content)
+    updates = {"last_activity_at": now} | ({"title": title} if title else {})
     Conversation.objects.filter(pk=conversation.pk).update(**updates)
     for name, value in updates.items():
         setattr(conversation, name, value)
@@ -205,7 +238,12 @@ def title_from(content: str) -> str:
 
 
 def _completion_queue(
-    *, conversation: Conversation, message: Message, body: dict[str, Any], limits: budgets.Limits
+    *,
+    conversation: Conversation,
+    message: Message,
+    body: dict[str, Any],
+    limits: budgets.Limits,
+    version: int = 1,
 ) -> Completion:
     """Reserve the call's budget (BudgetExceeded when it does not fit), then make the
     completion; it is sent to a worker once the transaction commits."""
@@ -219,6 +257,7 @@ def _completion_queue(
         request_message=message,
         model=body["model"],
         request_body=body,
+        version=version,
         request_id=logs.current_request_id(),
         queued_at=now,
         available_at=now,
@@ -233,39 +272,149 @@ def completion_retry(*, completion: Completion) -> Completion:
     """A new completion for the same user message, after a failed one."""
     if completion.status != Completion.Status.FAILED:
         raise ValidationError(_("Only a failed reply can be retried."))
-    message = completion.request_message
+    return reply_regenerate(
+        owner_id=completion.user_id,
+        conversation_id=completion.conversation_id,
+        message_id=completion.request_message_id,
+    )
 
-    def retry() -> Completion:
-        limits_in_force = rows.lock_sender(completion.user_id)
-        conversation, active = rows.lock_own_conversation(
-            completion.user_id, completion.conversation_id
+
+def reply_regenerate(*, owner_id: int, conversation_id: int, message_id: int) -> Completion:
+    """A new reply to user message `message_id` (or to the one the reply `message_id`
+    answers), with the history up to it and the conversation's settings as they are now:
+    the next version of that reply, shown once it comes (the earlier ones stay).
+
+    Refused, changing nothing, while a reply is written in the conversation
+    (ConversationBusy), at the user's limits (RateLimited), over budget (BudgetExceeded)
+    and when the database does not take it (Contended)."""
+
+    def regenerate() -> Completion:
+        limits_in_force, conversation, tree = _lock_for_writing(
+            owner_id,
+            conversation_id,
+            busy=_("Wait for the reply being written to finish before regenerating."),
         )
-        if active.here:
-            raise ConversationBusy(_("A reply is already being written."))
-        limits.replies_in_flight_check(active=active.everywhere)
-        body = request_body(conversation, history(conversation, upto_position=message.position))
+        asked = tree.nodes.get(message_id)
+        if asked is not None and asked.role == Message.Role.ASSISTANT:
+            asked = tree.nodes.get(asked.parent_id)
+        if asked is None or asked.role != Message.Role.USER:
+            raise ValidationError(_("Only a reply to your message can be regenerated."))
+        line = tree.lineage(asked.pk)
+        body = request_body(conversation, rows.history(conversation, line))
+        completion = _completion_queue(
+            conversation=conversation,
+            message=Message(pk=asked.pk),
+            body=body,
+            limits=limits_in_force,
+            version=len(tree.versions(asked.pk)) + 1,
+        )
+        # The new reply is shown where the earlier ones were: under this message, on the path.
+        rows.select(conversation, tree, asked)
+        Message.objects.filter(conversation_id=conversation.pk, parent_id=asked.pk).update(
+            is_selected=False
+        )
         Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=timezone.now())
-        return _completion_queue(
-            conversation=conversation, message=message, body=body, limits=limits_in_force
-        )
+        return completion
 
-    with limits.message_counted(user_id=completion.user_id):
+    with limits.message_counted(user_id=owner_id):
         try:
-            return transactions.atomic_with_retry(retry)
+            return transactions.atomic_with_retry(regenerate)
         except OperationalError as error:
             raise _contended(error) from error
 
 
+def message_edit(
+    *, owner: AbstractBaseUser, conversation_id: int, message_id: int, content: str
+) -> tuple[Message, Completion | None]:
+    """Send `content` in place of the user message `message_id`: a new version of it
+    (the old one stays, a version of its own), answered with the history up to the
+    messages it follows; the conversation goes on from it. Refused and over budget as
+    message_send is (`BudgetExceeded` after the new version is saved)."""
+    content = content.strip()
+    if not content:
+        raise ValidationError({"content": _("Write a message first.")})
+
+    def edit():
+        limits_in_force, conversation, tree = _lock_for_writing(
+            owner.pk,
+            conversation_id,
+            busy=_("Wait for the reply being written to finish before editing a message."),
+        )
+        original = tree.nodes.get(message_id)
+        if original is None or original.role != Message.Role.USER:
+            raise Http404("No such message")
+        parent = tree.nodes.get(original.parent_id) if original.parent_id else None
+        line = tree.lineage(parent.pk) if parent is not None else []
+        if parent is not None:
+            rows.select(conversation, tree, parent)
+        Message.objects.filter(conversation_id=conversation.pk, parent_id=original.parent_id).update(
+            is_selected=False
+        )
+        return _ask(conversation, content, line=line, parent=parent, limits_in_force=limits_in_force)
+
+    with limits.message_counted(user_id=owner.pk):
+        try:
+            message, completion, over_budget = transactions.atomic_with_retry(edit)
+        except OperationalError as error:
+            raise _contended(error) from error
+    if over_budget is not None:
+        over_budget.saved = message
+        raise over_budget
+    return message, completion
+
+
 def choice_select(*, message: Message) -> Message:
-    """Make this choice the one that continues the conversation."""
+    """Make this choice of a reply the one the conversation goes on from."""
     if message.role != Message.Role.ASSISTANT or message.completion_id is None:
         raise ValidationError(_("Only a reply's choice can be selected."))
-    with transaction.atomic():
-        Message.objects.filter(completion_id=message.completion_id).update(
-            is_selected=Case(When(pk=message.pk, then=True), default=False)
+    return _message_select(message.conversation.owner_id, message.conversation_id, message.pk)
+
+
+class Direction(enum.StrEnum):
+    PREVIOUS = "previous"
+    NEXT = "next"
+
+
+def version_switch(*, message: Message, direction: Direction) -> Message:
+    """Show the version before or after the one `message` is in (its turn's edits, or a
+    reply's regenerations), and the rest of the conversation as it went on from there;
+    the message the path now goes through."""
+
+    def switch() -> Message:
+        conversation, tree = _lock_for_reading(message.conversation.owner_id, message)
+        index, versions = tree.version_of(tree.nodes[message.pk])
+        index += 1 if direction == Direction.NEXT else -1
+        if not 0 <= index < len(versions):
+            raise ValidationError(_("There is no other version that way."))
+        target = tree.representative(versions[index])
+        rows.select(conversation, tree, target)
+        return Message.objects.get(pk=target.pk)
+
+    return transactions.atomic_with_retry(switch)
+
+
+def _message_select(owner_id: int, conversation_id: int, pk: int) -> Message:
+    def select() -> Message:
+        message = Message(pk=pk, conversation_id=conversation_id)
+        conversation, tree = _lock_for_reading(owner_id, message)
+        rows.select(conversation, tree, tree.nodes[pk])
+        return Message.objects.get(pk=pk)
+
+    return transactions.atomic_with_retry(select)
+
+
+def _lock_for_reading(owner_id: int, message: Message):
+    """The conversation locked and its tree, for a change of which version is shown;
+    refused while a reply is written in it (the reply would land off the path)."""
+    conversation, active = rows.lock_own_conversation(owner_id, message.conversation_id)
+    if active.here:
+        raise ConversationBusy(
+            _("Wait for the reply being written to finish before switching versions.")
         )
-    message.is_selected = True
-    return message
+    tree = rows.tree(conversation)
+    if message.pk not in tree.nodes:
+        raise Http404("No such message")
+    return conversation, tree
 
 
 def completion_stop(*, completion: Completion) -> None:
@@ -284,6 +433,8 @@ def completion_stop(*, completion: Completion) -> None:
         )
         if never_started:
             budget_release(completion_id=completion.pk)
+            if completion.version > 1:
+                completions.earlier_version_restore(completion_id=completion.pk)
             channel.reply_channel().publish_end(completion.pk, Outcome.FAILED)
         else:
             Completion.objects.filter(pk=completion.pk, status=Completion.Status.RUNNING).update(

@@ -10,7 +10,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Max
 from django.utils import timezone
 
 from conversations.billing import budgets, pricing
@@ -45,6 +44,7 @@ def rows_prepare(*, claim: Claim, indexes: list[int]) -> dict[int, int] | None:
                     role=Message.Role.ASSISTANT,
                     content="",
                     position=position,
+                    parent_id=completion.request_message_id,
                     completion=completion,
                     choice_index=index,
                     status=Message.Status.STREAMING,
@@ -77,10 +77,14 @@ def _reply_rows(
             return known, positions.pop()
     if known:
         return known, None  # new choices join the known rows' position (looked up then)
-    top = Message.objects.filter(conversation_id=completion.conversation_id).aggregate(
-        top=Max("position")
-    )["top"]
-    return known, 0 if top is None else top + 1
+    # The turn after the message it answers (a regeneration's too: beside the earlier
+    # versions).
+    asked = (
+        Message.objects.filter(pk=completion.request_message_id)
+        .values_list("position", flat=True)
+        .first()
+    )
+    return known, 0 if asked is None else asked + 1
 
 
 def rows_discard(*, claim: Claim) -> None:
@@ -236,9 +240,10 @@ def store_choices(
             conversation_id=completion.conversation_id,
             role=Message.Role.ASSISTANT,
             position=position,
+            parent_id=completion.request_message_id,
             completion=completion,
             choice_index=choice.index,
-            is_selected=(order == 0),
+            is_selected=(order == 0 and not existing),
             created_at=now,
             **fields,
         )
@@ -255,6 +260,7 @@ def _row(completion: Completion, index: int, pk: int, fields: dict, now: datetim
         conversation_id=completion.conversation_id,
         role=Message.Role.ASSISTANT,
         position=0,
+        parent_id=completion.request_message_id,
         completion=completion,
         choice_index=index,
         is_selected=(index == 0),

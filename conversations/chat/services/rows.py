@@ -8,21 +8,18 @@ rows inserted meanwhile (KEY SHARE) never wait on them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
+from django.db.models import Case, Count, OuterRef, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from conversations.billing import budgets
 from conversations.chat.models import Completion, Conversation, Message
+from conversations.chat.tree import Tree
 
 BUDGET_FIELDS = ("budget__monthly_token_limit", "budget__monthly_cost_limit", "budget__unlimited")
-
-
-def next_position(conversation: Conversation) -> int:
-    top = conversation.messages.aggregate(top=Max("position"))["top"]
-    return 0 if top is None else top + 1
 
 
 def lock_conversation(conversation: Conversation) -> Conversation:
@@ -82,33 +79,59 @@ def lock_own_conversation(user_id: int, conversation_id: int) -> tuple[Conversat
     return conversation, Active(conversation.active_here, conversation.active_everywhere)
 
 
-@dataclass(frozen=True)
-class Turns:
-    """What the call's history needs of the conversation, and where a new message goes."""
+class Row(NamedTuple):
+    """What a call's history and the tree need of a message (one row of one query)."""
 
-    history: list[dict[str, str]]
-    next_position: int
+    pk: int
+    parent_id: int | None
+    role: str
+    content: str
+    position: int
+    status: str
+    completion_id: int | None
+    choice_index: int | None
+    is_selected: bool
 
 
 SENT = (Message.Status.COMPLETE, Message.Status.STOPPED)
 
 
-def turns(conversation: Conversation, *, upto_position: int | None = None) -> Turns:
-    """The messages sent with a call (one query): the system prompt first, then the
-    conversation with only the selected choice of each reply, and never a reply that broke
-    off; and the next free position."""
-    rows = conversation.messages.order_by("position", "choice_index").values_list(
-        "role", "content", "position", "is_selected", "status"
+def tree(conversation: Conversation) -> Tree:
+    """The conversation's messages as a tree (one query)."""
+    return Tree(
+        Row(*values)
+        for values in conversation.messages.order_by("pk").values_list(*Row._fields)
     )
-    history = [{"role": "system", "content": conversation.system_prompt}]
+
+
+def history(conversation: Conversation, line: list) -> list[dict[str, str]]:
+    """The messages sent with a call: the system prompt first, then the messages of
+    `line` (root first; the chosen choice of each reply) but any reply that broke off."""
+    sent = [{"role": "system", "content": conversation.system_prompt}]
     if not conversation.system_prompt:
-        history = []
-    top = -1
-    for role, content, position, selected, status in rows:
-        top = max(top, position)
-        if upto_position is not None and position > upto_position:
-            continue
-        chosen = role == Message.Role.USER or (role == Message.Role.ASSISTANT and selected)
-        if status in SENT and chosen:
-            history.append({"role": role, "content": content})
-    return Turns(history, top + 1)
+        sent = []
+    sent.extend(
+        {"role": node.role, "content": node.content}
+        for node in line
+        if node.status in SENT and node.role in (Message.Role.USER, Message.Role.ASSISTANT)
+    )
+    return sent
+
+
+def path(tree: Tree) -> list:
+    """The messages of the path the person is on, root first."""
+    return [step.chosen for step in tree.steps()]
+
+
+def select(conversation: Conversation, tree: Tree, node) -> None:
+    """Put `node` and the messages it follows on the person's path: each is made the
+    selected one of its siblings (one statement per level that changes, none usually)."""
+    for each in tree.lineage(node.pk):
+        if not each.is_selected:
+            select_among_siblings(conversation, each.pk, each.parent_id)
+
+
+def select_among_siblings(conversation: Conversation, pk: int, parent_id: int | None) -> None:
+    Message.objects.filter(conversation_id=conversation.pk, parent_id=parent_id).update(
+        is_selected=Case(When(pk=pk, then=True), default=False)
+    )
