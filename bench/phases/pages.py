@@ -20,25 +20,48 @@ ASSISTANT_TEXT = (
 )
 
 
-def seed_conversation(owner, size: int):
+# A conversation as a tree: its page beside the list of as many messages.
+BRANCHED = 200
+BRANCHED_LABEL = f"chat page, {BRANCHED} messages on 4 branches"
+
+
+def seed_conversation(owner, size: int, *, branches: int = 1):
     """A conversation of `size` messages (user and assistant in turn, each reply with its
-    completion), written in bulk."""
+    completion), written in bulk. With `branches`, in that many branches of equal length,
+    each a new version of a message ten before the end of the path so far (the path grows
+    by each branch): the tree a person who edits now and then makes."""
+    from conversations.chat.services import conversations as chat_services
+    from conversations.models import Message
+
+    title = f"{size} messages" + (f" on {branches} branches" if branches > 1 else "")
+    conversation = chat_services.conversation_create(owner=owner, title=title)
+    per = size // branches
+    path = _chain(conversation, None, per)
+    for _ in range(branches - 1):
+        fork = len(path) - 10  # a user message: the branch is a new version of it
+        Message.objects.filter(pk=path[fork].pk).update(is_selected=False)
+        path = path[:fork] + _chain(conversation, path[fork - 1], per)
+    return conversation
+
+
+def _chain(conversation, parent, count: int) -> list:
+    """`count` messages after `parent` (None: from the start), each following the one
+    before; the rows in order."""
     from django.utils import timezone
 
-    from conversations.chat.services import conversations as chat_services
     from conversations.models import Completion, Message
     from conversations.shared.rendering import render_markdown_for_storage
 
-    conversation = chat_services.conversation_create(owner=owner, title=f"{size} messages")
-    turns = size // 2
     now = timezone.now()
+    start = parent.position + 1 if parent is not None else 0
+    turns = count // 2
     users = Message.objects.bulk_create(
         [
             Message(
                 conversation=conversation,
                 role=Message.Role.USER,
                 content=USER_TEXT.format(i=t),
-                position=2 * t,
+                position=start + 2 * t,
                 created_at=now,
             )
             for t in range(turns)
@@ -48,7 +71,7 @@ def seed_conversation(owner, size: int):
         [
             Completion(
                 conversation=conversation,
-                user=owner,
+                user=conversation.owner,
                 request_message=message,
                 model=conversation.model,
                 status=Completion.Status.SUCCEEDED,
@@ -62,7 +85,7 @@ def seed_conversation(owner, size: int):
             for message in users
         ]
     )
-    Message.objects.bulk_create(
+    replies = Message.objects.bulk_create(
         [
             Message(
                 conversation=conversation,
@@ -70,7 +93,8 @@ def seed_conversation(owner, size: int):
                 content=ASSISTANT_TEXT.format(i=t),
                 # As the worker saves a reply: with its sanitized HTML made once.
                 html=render_markdown_for_storage(ASSISTANT_TEXT.format(i=t)),
-                position=2 * t + 1,
+                position=start + 2 * t + 1,
+                parent=users[t],
                 completion=completion,
                 choice_index=0,
                 finish_reason="stop",
@@ -79,7 +103,10 @@ def seed_conversation(owner, size: int):
             for t, completion in enumerate(completions)
         ]
     )
-    return conversation
+    for t, message in enumerate(users):
+        message.parent = replies[t - 1] if t else parent
+    Message.objects.bulk_update(users, ["parent"])
+    return [row for pair in zip(users, replies, strict=True) for row in pair]
 
 
 def _query_count(user, path: str, *, htmx: bool = False) -> tuple[int, int]:
@@ -103,6 +130,7 @@ def pages(stack: Stack, mode: Mode) -> dict[str, Any]:
     [page_user] = make_users("bench-pages-", 1)
     [sidebar_user] = make_users("bench-sidebar-", 1)
     conversations = {size: seed_conversation(page_user, size) for size in mode.page_sizes}
+    branched = seed_conversation(page_user, BRANCHED, branches=4)
     Conversation.objects.bulk_create(
         [
             Conversation(owner=sidebar_user, title=f"Conversation {i}", model="gpt-4o-mini")
@@ -115,6 +143,7 @@ def pages(stack: Stack, mode: Mode) -> dict[str, Any]:
         (f"chat page, {size} messages", page_user, f"/c/{conversations[size].pk}/", False, size)
         for size in mode.page_sizes
     ]
+    targets.append((BRANCHED_LABEL, page_user, f"/c/{branched.pk}/", False, BRANCHED))
     targets += [
         (f"chat home with the sidebar, {mode.sidebar_size} conversations",
          sidebar_user, "/", False, 0),

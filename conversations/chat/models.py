@@ -4,7 +4,9 @@ import enum
 
 from django.conf import settings
 from django.db import models
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
@@ -60,6 +62,12 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.title or str(_("New chat"))
+
+    @cached_property
+    def messages_url(self) -> str:
+        """Where the URLs of its messages start (`…/<id>/source/` and the like): one
+        reverse() for a page's hundreds of message links."""
+        return reverse("message_send", args=[self.pk])
 
     def generation_params(self) -> dict:
         """The seed contract's parameters as set on this conversation (None = unset)."""

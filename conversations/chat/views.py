@@ -262,7 +262,7 @@ def _changed(request: HttpRequest, conversation: Conversation, **context) -> Htt
 @login_required
 @require_POST
 def choice_select(request: HttpRequest, pk: int, mid: int) -> HttpResponse:
-    """"Use this reply": the conversation goes on from this choice (and what followed it)."""
+    """ "Use this reply": the conversation goes on from this choice (and what followed it)."""
     message = selectors.get_message_for_user(request.user, pk, mid)
     try:
         services.choice_select(message=message)
@@ -343,9 +343,7 @@ def _edit_form(
         # 200 whatever the error: htmx 2 does not swap 4xx answers.
         context = {"conversation": message.conversation, "message": message, "edit_form": form}
         return render(request, _partial("edit-form"), context)
-    return _page(
-        request, message.conversation, editing=message.pk, edit_form=form, status=status
-    )
+    return _page(request, message.conversation, editing=message.pk, edit_form=form, status=status)
 
 
 @login_required

@@ -197,7 +197,9 @@ def transcript(conversation: Conversation) -> list[Entry]:
                 versions=versions,
             )
             entry.replies = [reply]
-            if reply.system_prompt_sent != prompt and (prompt is not None or reply.system_prompt_sent):
+            if reply.system_prompt_sent != prompt and (
+                prompt is not None or reply.system_prompt_sent
+            ):
                 entry.system_prompt = reply.system_prompt_sent
             prompt = reply.system_prompt_sent
         else:

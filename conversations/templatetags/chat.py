@@ -7,7 +7,7 @@ from django import template
 from django.conf import settings
 from django.urls import reverse
 from django.utils import translation
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -25,8 +25,6 @@ ICONS = {
     "trash": '<path d="M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3"/>',
     "sliders": '<path d="M4 6h10M18 6h2M4 12h4M12 12h8M4 18h12M20 18h0"/>'
     '<circle cx="16" cy="6" r="2"/><circle cx="10" cy="12" r="2"/><circle cx="18" cy="18" r="2"/>',
-    "copy": '<rect x="9" y="9" width="11" height="11" rx="2"/><path d="M5 15V5a1 1 0 0 1 1-1h9"/>',
-    "redo": '<path d="M20 12a8 8 0 1 1-2.3-5.6"/><path d="M20 4v5h-5"/>',
 }
 
 
@@ -65,6 +63,87 @@ def reply_tokens(usage: dict | None) -> SafeString:
         f'<span class="tokens" tabindex="0" data-prompt="{int(usage["prompt"])}" '
         f'data-completion="{int(usage["completion"])}">{int(usage["total"])}</span>'
     )
+
+
+# --- Under each message: its versions and its actions. Made here, not in the template:
+# a long page has one set per message, and a dozen template nodes and translations each
+# had made the 200-message page a third slower. URLs are the conversation's messages URL
+# and the message's id; labels are escaped, everything else is digits. ---
+
+
+def _versions(conversation, anchor, versions) -> str:
+    """ "‹ 2 / 3 ›" for a turn with several versions; its buttons submit the page's one
+    action form (#message-action) to the version switch of `anchor` (in the version
+    shown). Their ids are the turn's, so htmx gives the focus back after a switch."""
+    if not versions.several:
+        return ""
+    url = f"{conversation.messages_url}{int(anchor.pk)}/versions/"
+    group = int(anchor.parent_id) if anchor.parent_id else "root"
+    buttons = []
+    for go, text, there in (
+        ("previous", _("Previous version"), versions.has_previous),
+        ("next", _("Next version"), versions.has_next),
+    ):
+        label = escape(text)
+        disabled = "" if there else ' aria-disabled="true"'
+        arrow = "‹" if go == "previous" else "›"
+        buttons.append(
+            f'<button type="submit" form="message-action" formaction="{url}" name="go" '
+            f'value="{go}" class="icon-button version-step" id="versions-{group}-{go}" '
+            f'aria-label="{label}" title="{label}"'
+            f"{disabled}>{arrow}</button>"
+        )
+    number, count = int(versions.number), int(versions.count)
+    spoken = escape(_("Version %(number)s of %(total)s") % {"number": number, "total": count})
+    return (
+        f'<span class="versions" role="group" aria-label="{escape(_("Versions"))}">'
+        f'{buttons[0]}<span class="versions-count"><span aria-hidden="true">{number} / {count}'
+        f'</span><span class="visually-hidden">{spoken}</span></span>{buttons[1]}</span>'
+    )
+
+
+def _copy(conversation, message) -> str:
+    # Its link is the text itself (where it leads without script); app.js copies it.
+    return (
+        f'<a class="action action-copy" href="{conversation.messages_url}{int(message.pk)}'
+        f'/source/" data-copy><span>{escape(_("Copy"))}</span></a>'
+    )
+
+
+@register.simple_tag
+def message_actions(conversation, message) -> SafeString:
+    """A sent message's versions, Copy and Edit (the edit form in its place)."""
+    edit = (
+        f'<a class="action action-edit" href="{conversation.messages_url}{int(message.pk)}'
+        f'/edit/" data-edit><span>{escape(_("Edit"))}</span></a>'
+    )
+    return mark_safe(  # noqa: S308 - escaped labels, digits and our own URLs
+        f'<div class="message-actions" role="group" aria-label="{escape(_("Your message"))}">'
+        f"{_versions(conversation, message, message.versions)}{_copy(conversation, message)}"
+        f"{edit}</div>"
+    )
+
+
+@register.simple_tag
+def reply_actions(conversation, reply) -> SafeString:
+    """A reply's versions, Copy (each choice has its own where there are several) and
+    Regenerate."""
+    first = reply.first
+    regenerate = (
+        f'<button type="submit" form="message-action" formaction="{conversation.messages_url}'
+        f'{int(first.pk)}/regenerate/" class="action action-redo">'
+        f"<span>{escape(_('Regenerate'))}</span></button>"
+    )
+    copy = "" if reply.has_choices else _copy(conversation, first)
+    return mark_safe(  # noqa: S308 - escaped labels, digits and our own URLs
+        f'<div class="message-actions" role="group" aria-label="{escape(_("Reply"))}">'
+        f"{_versions(conversation, first, reply.versions)}{copy}{regenerate}</div>"
+    )
+
+
+@register.simple_tag
+def choice_copy(conversation, choice) -> SafeString:
+    return mark_safe(_copy(conversation, choice))  # noqa: S308 - as above
 
 
 @register.simple_tag

@@ -110,6 +110,15 @@
     copied.then(function () { copiedFeedback(link, true); }, function () { copiedFeedback(link, false); });
   });
 
+  // Edit: the message's edit form in its place (the link opens the page with it, without
+  // script).
+  document.addEventListener("click", function (event) {
+    const link = event.target.closest("a[data-edit]");
+    if (!link || !window.htmx) return;
+    event.preventDefault();
+    htmx.ajax("GET", link.href, { target: link.closest("li"), swap: "outerHTML" });
+  });
+
   // A version button at the first or last version does nothing (it stays focusable, so
   // the focus stays where it was after a switch).
   document.addEventListener("click", function (event) {

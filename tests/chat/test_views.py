@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -66,7 +67,7 @@ def add_messages(conversation: Conversation, count: int) -> None:
             )
     Message.objects.bulk_create(rows)
     # Each follows the one before it, as the site links a conversation's messages.
-    for before, row in zip(rows, rows[1:], strict=False):
+    for before, row in itertools.pairwise(rows):
         row.parent_id = before.pk
     Message.objects.bulk_update(rows, ["parent"])
 

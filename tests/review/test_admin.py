@@ -668,3 +668,57 @@ def test_the_transcript_runs_the_same_number_of_queries_however_long(client, rev
     client.force_login(reviewer)
     client.get(change_url(short))
     assert _queries(client, change_url(short)) == _queries(client, change_url(long))
+
+
+def test_the_transcript_shows_the_whole_tree_and_the_system_prompt_each_reply_was_sent(
+    client,
+    reviewer,
+    alice,
+    conversation,
+    send,
+    enqueued,
+    simulator,
+    django_capture_on_commit_callbacks,
+):
+    from conversations.chat.services import conversations as chat_services
+
+    send(conversation, "Which planet is largest?")
+    enqueued.drain()
+    first = conversation.messages.get(role="assistant")
+    chat_services.conversation_update(conversation=conversation, system_prompt="Be brief.")
+    with django_capture_on_commit_callbacks(execute=True):
+        chat_services.reply_regenerate(
+            owner_id=alice.pk, conversation_id=conversation.pk, message_id=first.pk
+        )
+    enqueued.drain()
+    asked = first.parent
+    with django_capture_on_commit_callbacks(execute=True):
+        chat_services.message_edit(
+            owner=alice,
+            conversation_id=conversation.pk,
+            message_id=asked.pk,
+            content="And smallest?",
+        )
+    enqueued.drain()
+    second = asked.children.exclude(pk=first.pk).get()
+    edited_reply = conversation.messages.get(parent__content="And smallest?")
+    client.force_login(reviewer)
+    page = client.get(change_url(conversation)).content.decode()
+    # The transcript (the settings above it show today's system prompt).
+    page = page[page.index('id="transcript-heading"') :]
+    order = [
+        page.index("Which planet is largest?"),
+        page.index(first.content),
+        page.index("Be brief."),
+        page.index(second.content),
+        page.index("And smallest?"),
+        page.index(edited_reply.content),
+    ]
+    assert order == sorted(order)
+    # The first reply went without the prompt set later; the prompt is shown where it began.
+    assert page.index("system prompt sent") > page.index(first.content)
+    assert page.count('aria-label="system prompt sent"') == 1
+    assert page.count("Version 1 of 2") == 2 and page.count("Version 2 of 2") == 2
+    # Only the edited branch is on the owner's path.
+    assert page.count("not on the owner's path") == 3
+    assert page.count('class="branch off-path"') == 3

@@ -189,10 +189,7 @@ def _lock_for_writing(user_id: int, conversation_id: int, *, busy: str | None = 
     conversation, active = rows.lock_own_conversation(user_id, conversation_id)
     if active.here:
         raise ConversationBusy(
-            {
-                "content": busy
-                or _("Wait for the reply to finish before sending another message.")
-            }
+            {"content": busy or _("Wait for the reply to finish before sending another message.")}
         )
     limits.replies_in_flight_check(active=active.everywhere)
     return limits_in_force, conversation, rows.tree(conversation)
@@ -347,10 +344,12 @@ def message_edit(
         line = tree.lineage(parent.pk) if parent is not None else []
         if parent is not None:
             rows.select(conversation, tree, parent)
-        Message.objects.filter(conversation_id=conversation.pk, parent_id=original.parent_id).update(
-            is_selected=False
+        Message.objects.filter(
+            conversation_id=conversation.pk, parent_id=original.parent_id
+        ).update(is_selected=False)
+        return _ask(
+            conversation, content, line=line, parent=parent, limits_in_force=limits_in_force
         )
-        return _ask(conversation, content, line=line, parent=parent, limits_in_force=limits_in_force)
 
     with limits.message_counted(user_id=owner.pk):
         try:

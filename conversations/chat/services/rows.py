@@ -99,8 +99,7 @@ SENT = (Message.Status.COMPLETE, Message.Status.STOPPED)
 def tree(conversation: Conversation) -> Tree:
     """The conversation's messages as a tree (one query)."""
     return Tree(
-        Row(*values)
-        for values in conversation.messages.order_by("pk").values_list(*Row._fields)
+        Row(*values) for values in conversation.messages.order_by("pk").values_list(*Row._fields)
     )
 
 
