@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from conversations.chat.models import Completion, Conversation, Message
+from conversations.chat.tree import Tree
 from conversations.shared.spreadsheets import UTF8_BOM, spreadsheet_safe
 
 from .models import AuditEvent
@@ -185,21 +186,39 @@ def _markdown_conversation(conversation: Conversation) -> list[str]:
         lines.append(f"- {_('Flagged')}: {conversation.review_note or _('yes')}")
     lines.append("")
     if conversation.system_prompt:
-        lines += [f"### {_('System')}", "", *_quoted(conversation.system_prompt), ""]
+        # Today's setting: each reply's completion keeps the prompt it was sent with.
+        lines += [f"### {_('System prompt set now')}", "", *_quoted(conversation.system_prompt), ""]
     failed: dict[int | None, list[Completion]] = defaultdict(list)
     for completion in completions.values():
         if completion.status == Completion.Status.FAILED:
             failed[completion.request_message_id].append(completion)
-    for message in conversation.messages.all():
-        if message.role == Message.Role.ASSISTANT:
-            lines += _markdown_reply(message, completions)
-            continue
-        time = message.created_at.isoformat(timespec="seconds")
-        role = message.get_role_display().capitalize()
-        lines += [f"### {role} ({time})", "", *_quoted(message.content), ""]
-        for completion in failed.get(message.pk, []):
-            error = completion.error_message or completion.error_type
-            lines += [f"*{_('Reply failed')}: {error}*", ""]
+    tree = Tree(conversation.messages.all())
+    path = {step.version[0].pk for step in tree.steps()}
+    # Depth first, as staff review shows it: each version followed by what came after it.
+    for version, _depth, versions in tree.walk():
+        if versions.several or version[0].pk not in path:
+            where = (
+                _("on the owner's path") if version[0].pk in path else _("not on the owner's path")
+            )
+            number = _("Version %(number)s of %(total)s") % {
+                "number": versions.number,
+                "total": versions.count,
+            }
+            lines += [f"*{number}, {where}*" if versions.several else f"*{where}*", ""]
+        for message in version:
+            lines += _markdown_message(message, completions, failed)
+    return lines
+
+
+def _markdown_message(message: Message, completions, failed) -> list[str]:
+    if message.role == Message.Role.ASSISTANT:
+        return _markdown_reply(message, completions)
+    time = message.created_at.isoformat(timespec="seconds")
+    role = message.get_role_display().capitalize()
+    lines = [f"### {role} ({time})", "", *_quoted(message.content), ""]
+    for completion in failed.get(message.pk, []):
+        error = completion.error_message or completion.error_type
+        lines += [f"*{_('Reply failed')}: {error}*", ""]
     return lines
 
 

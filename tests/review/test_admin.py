@@ -722,3 +722,17 @@ def test_the_transcript_shows_the_whole_tree_and_the_system_prompt_each_reply_wa
     # Only the edited branch is on the owner's path.
     assert page.count("not on the owner's path") == 3
     assert page.count('class="branch off-path"') == 3
+    # The Markdown export walks the tree the same way, each version labelled.
+    text = exports.export_markdown(
+        conversations=Conversation.objects.filter(pk=conversation.pk), actor=reviewer
+    )
+    marks = [
+        text.index("*Version 1 of 2, not on the owner's path*"),
+        text.index("> Which planet is largest?"),
+        text.index(f"> {first.content.splitlines()[0]}"),
+        text.index("*Version 2 of 2, not on the owner's path*"),
+        text.index("*Version 2 of 2, on the owner's path*"),
+        text.index("> And smallest?"),
+    ]
+    assert marks == sorted(marks)
+    assert "### System prompt set now" in text
