@@ -140,8 +140,8 @@ def audit_events_search(queryset: QuerySet[AuditEvent], text: str) -> QuerySet[A
 @dataclass
 class Entry:
     """A message someone wrote (user or system) and the calls made to it that left no
-    reply, or one version of a reply; where it sits in the tree (`level`: how many later
-    versions it is under, for indenting), and whether the owner's path goes through it."""
+    reply, or one version of a reply; where it sits in the tree (`level`: how many branches
+    left at a fork it is in, for indenting), and whether the owner's path goes through it."""
 
     message: Message | None
     replies: list[Reply] = field(default_factory=list)
@@ -185,7 +185,10 @@ def transcript(conversation: Conversation) -> list[Entry]:
     prompt = None
     for version, _depth, versions in tree.walk():
         first = version[0]
-        level = levels.get(first.parent_id, 0) + (1 if versions.number > 1 else 0)
+        # A branch left at a fork is indented a step; the one gone on with keeps its level
+        # (the owner's path stays at the margin).
+        gone_on = any(message.is_selected for message in version)
+        level = levels.get(first.parent_id, 0) + (0 if gone_on else 1)
         for message in version:
             levels[message.pk] = level
         entry = Entry(message=None, level=level, versions=versions, on_path=first.pk in path)
