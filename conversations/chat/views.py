@@ -27,6 +27,7 @@ from . import replies, selectors
 from .forms import MessageForm, RenameForm, SettingsForm
 from .models import Conversation, Message
 from .services import conversations as services
+from .services import versions
 
 TEMPLATE = "conversations/chat.html"
 
@@ -206,7 +207,7 @@ def completion_retry(request: HttpRequest, pk: int, cid: int) -> HttpResponse:
     completion = selectors.get_completion_for_user(request.user, pk, cid)
     conversation = completion.conversation
     try:
-        new = services.completion_retry(completion=completion)
+        new = versions.completion_retry(completion=completion)
     except ValidationError as error:
         if not request.htmx:
             messages.error(request, " ".join(_messages_of(error)))
@@ -265,7 +266,7 @@ def choice_select(request: HttpRequest, pk: int, mid: int) -> HttpResponse:
     """ "Use this reply": the conversation goes on from this choice (and what followed it)."""
     message = selectors.get_message_for_user(request.user, pk, mid)
     try:
-        services.choice_select(message=message)
+        versions.choice_select(message=message)
     except ValidationError as error:
         return _refused(request, pk, error)
     return _changed(request, message.conversation)
@@ -277,11 +278,11 @@ def version_switch(request: HttpRequest, pk: int, mid: int) -> HttpResponse:
     """Show the previous or next version of this message's turn, and what followed it."""
     message = selectors.get_message_for_user(request.user, pk, mid)
     try:
-        direction = services.Direction(request.POST.get("go", ""))
+        direction = versions.Direction(request.POST.get("go", ""))
     except ValueError:
         return _refused(request, pk, ValidationError(_("Choose the previous or next version.")))
     try:
-        services.version_switch(message=message, direction=direction)
+        versions.version_switch(message=message, direction=direction)
     except ValidationError as error:
         return _refused(request, pk, error)
     # htmx gives the focus back to the button pressed (its id is the turn's, in any version).
@@ -294,7 +295,7 @@ def reply_regenerate(request: HttpRequest, pk: int, mid: int) -> HttpResponse:
     """A new version of this reply, written with the conversation's settings as they are."""
     message = selectors.get_message_for_user(request.user, pk, mid)
     try:
-        services.reply_regenerate(owner_id=request.user.pk, conversation_id=pk, message_id=mid)
+        versions.reply_regenerate(owner_id=request.user.pk, conversation_id=pk, message_id=mid)
     except ValidationError as error:
         return _refused(request, pk, error)
     return _changed(request, message.conversation)
@@ -317,7 +318,7 @@ def message_edit(request: HttpRequest, pk: int, mid: int) -> HttpResponse:
     if not form.is_valid():
         return _edit_form(request, message, form, status=400)
     try:
-        services.message_edit(
+        versions.message_edit(
             owner=request.user,
             conversation_id=pk,
             message_id=mid,

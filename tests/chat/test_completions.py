@@ -11,6 +11,7 @@ from chatsite.celery import app as celery_app
 from conversations.chat import tasks
 from conversations.chat.services import attempts, completions
 from conversations.chat.services import conversations as chat_services
+from conversations.chat.services import versions as chat_versions
 from conversations.models import Completion, Message
 from conversations.upstream.simulated_text import count_tokens
 
@@ -112,7 +113,7 @@ def test_only_the_selected_choice_goes_into_later_requests(alice, simulator, enq
     _, completion = send(conversation, "Pick one")
     enqueued.drain()
     second = Message.objects.get(completion=completion, choice_index=1)
-    chat_services.choice_select(message=second)
+    chat_versions.choice_select(message=second)
     send(conversation, "And then?")
     enqueued.drain()
     history = simulator.bodies()[1]["messages"]
@@ -335,7 +336,7 @@ def test_retry_makes_a_new_completion_for_the_same_message(
     failed.refresh_from_db()
     assert failed.status == Completion.Status.FAILED
     with django_capture_on_commit_callbacks(execute=True):
-        retried = chat_services.completion_retry(completion=failed)
+        retried = chat_versions.completion_retry(completion=failed)
     enqueued.drain()
     retried.refresh_from_db()
     assert retried.status == Completion.Status.SUCCEEDED

@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from conversations.chat import limits
 from conversations.chat.services import conversations as chat_services
+from conversations.chat.services import versions as chat_versions
 from conversations.models import Completion, Conversation, Message
 from conversations.shared import ratelimits
 from tests.http import HTMX
@@ -175,7 +176,7 @@ def test_a_retry_counts_as_a_reply_in_flight(alice, enqueued, send):
     for conversation in conversations[1:]:
         send(conversation, "busy work")
     with pytest.raises(ratelimits.RateLimited) as refused:
-        chat_services.completion_retry(completion=failed)
+        chat_versions.completion_retry(completion=failed)
     assert IN_FLIGHT in refused.value.messages
     assert Completion.objects.count() == 4
 

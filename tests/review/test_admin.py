@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from conversations.chat.services import conversations as chat_services
+from conversations.chat.services import versions as chat_versions
 from conversations.models import (
     AuditEvent,
     Completion,
@@ -680,20 +681,18 @@ def test_the_transcript_shows_the_whole_tree_and_the_system_prompt_each_reply_wa
     simulator,
     django_capture_on_commit_callbacks,
 ):
-    from conversations.chat.services import conversations as chat_services
-
     send(conversation, "Which planet is largest?")
     enqueued.drain()
     first = conversation.messages.get(role="assistant")
     chat_services.conversation_update(conversation=conversation, system_prompt="Be brief.")
     with django_capture_on_commit_callbacks(execute=True):
-        chat_services.reply_regenerate(
+        chat_versions.reply_regenerate(
             owner_id=alice.pk, conversation_id=conversation.pk, message_id=first.pk
         )
     enqueued.drain()
     asked = first.parent
     with django_capture_on_commit_callbacks(execute=True):
-        chat_services.message_edit(
+        chat_versions.message_edit(
             owner=alice,
             conversation_id=conversation.pk,
             message_id=asked.pk,
