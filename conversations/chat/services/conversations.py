@@ -147,11 +147,15 @@ def message_send(
     content = content.strip()
     if not content:
         raise ValidationError({"content": _("Write a message first.")})
-    with limits.message_counted(user_id=owner.pk):
+    return _asking(owner.pk, lambda: _send(owner, conversation_id, content))
+
+
+def _asking(user_id: int, work) -> tuple[Message, Completion | None]:
+    """Run `work` (a transaction storing a user message with `_ask`) counted against the
+    user's message rate, retried on contention; over budget, raise after it committed."""
+    with limits.message_counted(user_id=user_id):
         try:
-            message, completion, over_budget = transactions.atomic_with_retry(
-                lambda: _send(owner, conversation_id, content)
-            )
+            message, completion, over_budget = transactions.atomic_with_retry(work)
         except OperationalError as error:
             raise _contended(error) from error
     if over_budget is not None:

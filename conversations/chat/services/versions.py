@@ -21,6 +21,7 @@ from . import rows
 from .conversations import (
     ConversationBusy,
     _ask,
+    _asking,
     _completion_queue,
     _contended,
     _lock_for_writing,
@@ -114,15 +115,7 @@ def message_edit(
             conversation, content, line=line, parent=parent, limits_in_force=limits_in_force
         )
 
-    with limits.message_counted(user_id=owner.pk):
-        try:
-            message, completion, over_budget = transactions.atomic_with_retry(edit)
-        except OperationalError as error:
-            raise _contended(error) from error
-    if over_budget is not None:
-        over_budget.saved = message
-        raise over_budget
-    return message, completion
+    return _asking(owner.pk, edit)
 
 
 def choice_select(*, message: Message) -> Message:
