@@ -106,7 +106,7 @@ def _copy(conversation, message) -> str:
     # Its link is the text itself (where it leads without script); app.js copies it.
     return (
         f'<a class="action action-copy" href="{conversation.messages_url}{int(message.pk)}'
-        f'/source/" data-copy><span>{escape(_("Copy"))}</span></a>'
+        f'/source/">{escape(_("Copy"))}</a>'
     )
 
 
@@ -115,7 +115,7 @@ def message_actions(conversation, message) -> SafeString:
     """A sent message's versions, Copy and Edit (the edit form in its place)."""
     edit = (
         f'<a class="action action-edit" href="{conversation.messages_url}{int(message.pk)}'
-        f'/edit/" data-edit><span>{escape(_("Edit"))}</span></a>'
+        f'/edit/">{escape(_("Edit"))}</a>'
     )
     return mark_safe(  # noqa: S308 - escaped labels, digits and our own URLs
         f'<div class="message-actions" role="group" aria-label="{escape(_("Your message"))}">'
@@ -129,10 +129,11 @@ def reply_actions(conversation, reply) -> SafeString:
     """A reply's versions, Copy (each choice has its own where there are several) and
     Regenerate."""
     first = reply.first
+    # type="submit" written out: htmx only follows `formaction` on a button that says so.
     regenerate = (
         f'<button type="submit" form="message-action" formaction="{conversation.messages_url}'
         f'{int(first.pk)}/regenerate/" class="action action-redo">'
-        f"<span>{escape(_('Regenerate'))}</span></button>"
+        f"{escape(_('Regenerate'))}</button>"
     )
     copy = "" if reply.has_choices else _copy(conversation, first)
     return mark_safe(  # noqa: S308 - escaped labels, digits and our own URLs

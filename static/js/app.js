@@ -83,7 +83,7 @@
   // --- Copy a whole message as it was written (a reply's Markdown): its link goes to
   // the text itself, which is where it leads without script. ---
   function copiedFeedback(el, ok) {
-    const label = el.querySelector("span") || el;
+    const label = el;
     const text = label.dataset.label || label.textContent;
     label.dataset.label = text;
     label.textContent = ok ? document.body.dataset.copiedText || "Copied" : document.body.dataset.copyFailedText || "Copy failed";
@@ -91,7 +91,7 @@
   }
 
   document.addEventListener("click", function (event) {
-    const link = event.target.closest("a[data-copy]");
+    const link = event.target.closest("a.action-copy");
     if (!link) return;
     event.preventDefault();
     const text = fetch(link.href, { credentials: "same-origin" }).then(function (response) {
@@ -113,7 +113,7 @@
   // Edit: the message's edit form in its place (the link opens the page with it, without
   // script).
   document.addEventListener("click", function (event) {
-    const link = event.target.closest("a[data-edit]");
+    const link = event.target.closest("a.action-edit");
     if (!link || !window.htmx) return;
     event.preventDefault();
     htmx.ajax("GET", link.href, { target: link.closest("li"), swap: "outerHTML" });
