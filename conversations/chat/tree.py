@@ -68,12 +68,12 @@ def version_key(node: Node) -> tuple:
 
 class Tree:
     """The messages of one conversation, arranged by parent. `rows`: every message of the
-    conversation, in any order."""
+    conversation, in the order they were made (by id)."""
 
     def __init__(self, rows: Iterable[Node]):
         self.nodes: dict[int, Node] = {}
         groups: dict[int | None, dict[tuple, list]] = defaultdict(dict)
-        for node in sorted(rows, key=lambda n: n.pk):
+        for node in rows:
             self.nodes[node.pk] = node
             groups[node.parent_id].setdefault(version_key(node), []).append(node)
         # Versions in the order they were made (their first row's id), choices by index.

@@ -192,7 +192,7 @@ def _markdown_conversation(conversation: Conversation) -> list[str]:
     for completion in completions.values():
         if completion.status == Completion.Status.FAILED:
             failed[completion.request_message_id].append(completion)
-    tree = Tree(conversation.messages.all())
+    tree = Tree(sorted(conversation.messages.all(), key=lambda message: message.pk))
     path = {step.version[0].pk for step in tree.steps()}
     # Depth first, as staff review shows it: each version followed by what came after it.
     for version, _depth, versions in tree.walk():

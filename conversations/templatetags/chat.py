@@ -1,6 +1,7 @@
 """Template tags of the chat page: message text as HTML, a reply's event stream URL, and
 the few inline SVG icons."""
 
+import functools
 from datetime import UTC
 
 from django import template
@@ -71,7 +72,37 @@ def reply_tokens(usage: dict | None) -> SafeString:
 # and the message's id; labels are escaped, everything else is digits. ---
 
 
-def _versions(conversation, anchor, versions) -> str:
+@functools.cache
+def _labels(language: str) -> dict[str, str]:
+    """The actions' words in `language`, escaped, looked up once: gettext for each message
+    of a long page was most of what the actions cost."""
+    with translation.override(language):
+        return {
+            key: escape(text)
+            for key, text in {
+                "previous": _("Previous version"),
+                "next": _("Next version"),
+                "versions": _("Versions"),
+                "copy": _("Copy"),
+                "edit": _("Edit"),
+                "regenerate": _("Regenerate"),
+                "message": _("Your message"),
+                "reply": _("Reply"),
+            }.items()
+        }
+
+
+def _words(context) -> dict[str, str]:
+    """The words of this page's language, found once per page (asking for the language
+    costs a context-local lookup each time)."""
+    words = context.render_context.get(_labels)
+    if words is None:
+        words = _labels(translation.get_language() or settings.LANGUAGE_CODE)
+        context.render_context[_labels] = words
+    return words
+
+
+def _versions(words, conversation, anchor, versions) -> str:
     """ "‹ 2 / 3 ›" for a turn with several versions; its buttons submit the page's one
     action form (#message-action) to the version switch of `anchor` (in the version
     shown). Their ids are the turn's, so htmx gives the focus back after a switch."""
@@ -80,11 +111,8 @@ def _versions(conversation, anchor, versions) -> str:
     url = f"{conversation.messages_url}{int(anchor.pk)}/versions/"
     group = int(anchor.parent_id) if anchor.parent_id else "root"
     buttons = []
-    for go, text, there in (
-        ("previous", _("Previous version"), versions.has_previous),
-        ("next", _("Next version"), versions.has_next),
-    ):
-        label = escape(text)
+    for go, there in (("previous", versions.has_previous), ("next", versions.has_next)):
+        label = words[go]
         disabled = "" if there else ' aria-disabled="true"'
         arrow = "‹" if go == "previous" else "›"
         buttons.append(
@@ -96,55 +124,58 @@ def _versions(conversation, anchor, versions) -> str:
     number, count = int(versions.number), int(versions.count)
     spoken = escape(_("Version %(number)s of %(total)s") % {"number": number, "total": count})
     return (
-        f'<span class="versions" role="group" aria-label="{escape(_("Versions"))}">'
+        f'<span class="versions" role="group" aria-label="{words["versions"]}">'
         f'{buttons[0]}<span class="versions-count"><span aria-hidden="true">{number} / {count}'
         f'</span><span class="visually-hidden">{spoken}</span></span>{buttons[1]}</span>'
     )
 
 
-def _copy(conversation, message) -> str:
+def _copy(words, conversation, message) -> str:
     # Its link is the text itself (where it leads without script); app.js copies it.
     return (
         f'<a class="action action-copy" href="{conversation.messages_url}{int(message.pk)}'
-        f'/source/">{escape(_("Copy"))}</a>'
+        f'/source/">{words["copy"]}</a>'
     )
 
 
-@register.simple_tag
-def message_actions(conversation, message) -> SafeString:
+@register.simple_tag(takes_context=True)
+def message_actions(context, conversation, message) -> SafeString:
     """A sent message's versions, Copy and Edit (the edit form in its place)."""
+    words = _words(context)
     edit = (
         f'<a class="action action-edit" href="{conversation.messages_url}{int(message.pk)}'
-        f'/edit/">{escape(_("Edit"))}</a>'
+        f'/edit/">{words["edit"]}</a>'
     )
     return mark_safe(  # noqa: S308 - escaped labels, digits and our own URLs
-        f'<div class="message-actions" role="group" aria-label="{escape(_("Your message"))}">'
-        f"{_versions(conversation, message, message.versions)}{_copy(conversation, message)}"
+        f'<div class="message-actions" role="group" aria-label="{words["message"]}">'
+        f"{_versions(words, conversation, message, message.versions)}"
+        f"{_copy(words, conversation, message)}"
         f"{edit}</div>"
     )
 
 
-@register.simple_tag
-def reply_actions(conversation, reply) -> SafeString:
+@register.simple_tag(takes_context=True)
+def reply_actions(context, conversation, reply) -> SafeString:
     """A reply's versions, Copy (each choice has its own where there are several) and
     Regenerate."""
     first = reply.first
+    words = _words(context)
     # type="submit" written out: htmx only follows `formaction` on a button that says so.
     regenerate = (
         f'<button type="submit" form="message-action" formaction="{conversation.messages_url}'
         f'{int(first.pk)}/regenerate/" class="action action-redo">'
-        f"{escape(_('Regenerate'))}</button>"
+        f"{words['regenerate']}</button>"
     )
-    copy = "" if reply.has_choices else _copy(conversation, first)
+    copy = "" if reply.has_choices else _copy(words, conversation, first)
     return mark_safe(  # noqa: S308 - escaped labels, digits and our own URLs
-        f'<div class="message-actions" role="group" aria-label="{escape(_("Reply"))}">'
-        f"{_versions(conversation, first, reply.versions)}{copy}{regenerate}</div>"
+        f'<div class="message-actions" role="group" aria-label="{words["reply"]}">'
+        f"{_versions(words, conversation, first, reply.versions)}{copy}{regenerate}</div>"
     )
 
 
-@register.simple_tag
-def choice_copy(conversation, choice) -> SafeString:
-    return mark_safe(_copy(conversation, choice))  # noqa: S308 - as above
+@register.simple_tag(takes_context=True)
+def choice_copy(context, conversation, choice) -> SafeString:
+    return mark_safe(_copy(_words(context), conversation, choice))  # noqa: S308 - as above
 
 
 @register.simple_tag

@@ -479,3 +479,14 @@ def test_the_migration_keeps_the_path_of_conversations_made_the_old_way(alice, c
     links = list(Message.objects.order_by("pk").values_list("parent_id", "is_selected"))
     migration.link_messages(apps, None)
     assert list(Message.objects.order_by("pk").values_list("parent_id", "is_selected")) == links
+
+
+def test_the_actions_speak_the_pages_language(client, chat):
+    chat.send("你好")
+    chat.regenerate(reply_to("你好"))
+    url = reverse("conversation_detail", args=[reply_to("你好").conversation_id])
+    page = client.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    for words in ("复制", "编辑", "重新生成", "上一个版本", "第 2 版，共 2 版"):
+        assert words in page, words
+    english = client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Regenerate" in english and "重新生成" not in english
