@@ -309,8 +309,9 @@ def _page_targets(pages: dict[str, Any]) -> list[Target]:
                 at200["server"]["p50"],
                 "ms",
                 "< 50 ms",
-                why="The page renders every message of the conversation; figure 3 shows how "
-                "the time grows with the message count.",
+                why="The page renders every message of the path, each with its time, tokens "
+                "and actions (Copy, Edit or Regenerate, its versions); figure 3 shows how the "
+                "time grows with the message count.",
             )
         )
     branched = next((row for row in pages["rows"] if "branches" in row["what"]), None)
