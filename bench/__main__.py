@@ -46,7 +46,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         help="comma-separated phases to run (overhead,first_token,in_flight,long_replies,pages,"
-        "reports); "
+        "reports,api); "
         "prints their figures as JSON instead of writing the page (for tuning)",
     )
     parser.add_argument(
@@ -154,7 +154,7 @@ def write(results: dict, meta: dict, output: Path) -> int:
     return 0
 
 
-PHASES = ("overhead", "first_token", "in_flight", "long_replies", "pages", "reports")
+PHASES = ("overhead", "first_token", "in_flight", "long_replies", "pages", "reports", "api")
 # The phases whose people are logged in and warmed up first.
 CHAT_PHASES = PHASES[:4]
 
@@ -162,7 +162,7 @@ CHAT_PHASES = PHASES[:4]
 def run(stack: Stack, mode_name: str, only: list[str] | None = None, wait: str = "page") -> dict:
     from dataclasses import replace
 
-    from .phases import in_flight, long_replies, overhead, pages, reports
+    from .phases import api, in_flight, long_replies, overhead, pages, reports
 
     mode = replace(common.FULL if mode_name == "full" else common.SMOKE, wait=wait)
     wanted = [p for p in PHASES if only is None or p in only]
@@ -174,6 +174,7 @@ def run(stack: Stack, mode_name: str, only: list[str] | None = None, wait: str =
         "long_replies": long_replies.long_replies,
         "pages": pages.pages,
         "reports": reports.reports,
+        "api": api.api,
     }
     return {
         phase: measures[phase](stack, mode, people)
@@ -203,6 +204,9 @@ def failures(results: dict) -> list[str]:
     for level in results["overhead"]["levels"] + results["first_token"]["levels"]:
         found += level["failures"]
     found += results["in_flight"]["failures"]
+    for levels in results["api"]["targets"].values():
+        for level in levels:
+            found += level["failures"]
     for row in results["long_replies"]["rows"]:
         found += row["failures"]
         if not row["intact"]:

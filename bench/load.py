@@ -299,26 +299,34 @@ def call_upstream(session: requests.Session, base_url: str, text: str) -> Direct
             timeout=(5, 120),
         ) as response:
             response.raise_for_status()
-            buffer = b""
-            for chunk in response.iter_content(chunk_size=None):
-                buffer += chunk
-                while b"\n\n" in buffer:
-                    block, buffer = buffer.split(b"\n\n", 1)
-                    data = block.decode().removeprefix("data: ").strip()
-                    if data == "[DONE]":
-                        call.elapsed = time.perf_counter() - started
-                        return call
-                    payload = json.loads(data)
-                    call.response_id = call.response_id or payload.get("id", "")
-                    choices = payload.get("choices") or []
-                    if call.first_token is None and any(
-                        (c.get("delta") or {}).get("content") for c in choices
-                    ):
-                        call.first_token = time.perf_counter() - started
+            if read_stream(response, call, started):
+                return call
         call.error = "stream ended without [DONE]"
     except (requests.RequestException, ValueError) as error:
         call.error = f"{type(error).__name__}: {error}"[:300]
     return call
+
+
+def read_stream(response: requests.Response, call: DirectCall, started: float) -> bool:
+    """Read a Chat Completions stream to its [DONE] (True) or its end (False), noting the
+    response id, the first piece of text and the whole call's time on `call`."""
+    buffer = b""
+    for chunk in response.iter_content(chunk_size=None):
+        buffer += chunk
+        while b"\n\n" in buffer:
+            block, buffer = buffer.split(b"\n\n", 1)
+            data = block.decode().removeprefix("data: ").strip()
+            if data == "[DONE]":
+                call.elapsed = time.perf_counter() - started
+                return True
+            payload = json.loads(data)
+            call.response_id = call.response_id or payload.get("id", "")
+            choices = payload.get("choices") or []
+            if call.first_token is None and any(
+                (c.get("delta") or {}).get("content") for c in choices
+            ):
+                call.first_token = time.perf_counter() - started
+    return False
 
 
 def run_concurrently(workers: int, job: Callable[[int], None]) -> None:

@@ -5,7 +5,8 @@ middleware then hops to a thread for each of its hooks: a dozen hops per page. H
 request for a sync view (every page and form) runs the whole sync middleware chain and the
 view in one hop instead; async views (the reply's event stream) keep the async chain. A
 reply's event stream with its signed token (`LIVE_EVENTS_APP`) is served ahead of Django
-altogether: no middleware, no session, no thread per event.
+altogether: no middleware, no session, no thread per event; and so is the OpenAI-compatible
+API (conversations/api/serving.py), whose calls carry their own key.
 """
 
 from __future__ import annotations
@@ -65,10 +66,11 @@ def _application():
     django.setup(set_prefix=False)
     # Every view module, loaded now rather than on the event loop by the first request.
     get_resolver().url_patterns  # noqa: B018
-    handler = Handler()
-    if not settings.LIVE_EVENTS_APP:
-        return handler
-    return import_string(settings.LIVE_EVENTS_APP)(fallback=handler)
+    app = Handler()
+    if settings.LIVE_EVENTS_APP:
+        app = import_string(settings.LIVE_EVENTS_APP)(fallback=app)
+    # The API's URLs (/v1/, /api/v1/) carry their own key: served ahead of Django too.
+    return import_string(settings.API_APP)(fallback=app)
 
 
 application = _application()

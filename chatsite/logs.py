@@ -49,7 +49,11 @@ def request_id_bound(request_id: str) -> Iterator[None]:
 
 
 def incoming_request_id(request: HttpRequest) -> str:
-    offered = request.headers.get(HEADER, "")
+    return request_id_from(request.headers.get(HEADER, ""))
+
+
+def request_id_from(offered: str) -> str:
+    """The client's X-Request-ID when it is a sane one, else a new id."""
     return offered if _VALID_ID.fullmatch(offered) else uuid.uuid4().hex
 
 

@@ -161,6 +161,8 @@ WEB_THREADS = envint("WEB_THREADS", 32)
 # Serves a reply's event stream (its URL signed for the reader) ahead of Django's handler
 # (chatsite/asgi.py); empty: Django's own async view serves it.
 LIVE_EVENTS_APP = os.environ.get("LIVE_EVENTS_APP", "conversations.chat.live.application")
+# Serves the OpenAI-compatible API (/v1/, /api/v1/) ahead of Django's handler.
+API_APP = "conversations.api.serving.application"
 
 DATABASE_URL = envsecret("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {
@@ -408,3 +410,5 @@ MESSAGES_PER_MINUTE = envint("MESSAGES_PER_MINUTE", 20)
 # Titles made by the model after a conversation's first reply (also a site setting).
 MODEL_TITLES = envbool("MODEL_TITLES", True)
 MAX_REPLIES_IN_FLIGHT = envint("MAX_REPLIES_IN_FLIGHT", 3)
+# The largest request body the API (/v1/) takes: a long conversation's history fits.
+API_MAX_REQUEST_BYTES = envint("API_MAX_REQUEST_BYTES", 8 * 1024 * 1024)

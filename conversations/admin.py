@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from conversations.accounts import admin as accounts_admin
+from conversations.api import admin as api_admin
 from conversations.billing import admin as billing_admin
 from conversations.review import admin as review_admin
 
@@ -13,4 +14,4 @@ admin.site.site_title = _("chatsite admin")
 # width from the lists (the conversation list's columns were squeezed one word a line).
 admin.site.enable_nav_sidebar = False
 
-__all__ = ["accounts_admin", "billing_admin", "review_admin"]
+__all__ = ["accounts_admin", "api_admin", "billing_admin", "review_admin"]

@@ -2,11 +2,13 @@
 tables and migrations): Django loads them from here."""
 
 from conversations.accounts.models import Invitation, PendingAccount, SiteSettings, invitation_code
+from conversations.api.models import ApiKey
 from conversations.billing.models import BudgetPeriod, ModelPrice, UserBudget
 from conversations.chat.models import Completion, Conversation, Message
 from conversations.review.models import AuditEvent
 
 __all__ = [
+    "ApiKey",
     "AuditEvent",
     "BudgetPeriod",
     "Completion",

@@ -6,4 +6,5 @@ urlpatterns = [
     path("", include("conversations.accounts.urls")),
     path("", include("conversations.chat.urls")),
     path("", include("conversations.usage.urls")),
+    path("", include("conversations.api.urls")),
 ]

@@ -54,6 +54,16 @@ class SiteSettings(models.Model):
         ),
     )
 
+    api_keys = models.BooleanField(
+        _("personal API keys"),
+        default=True,
+        db_default=True,
+        help_text=_(
+            "People may make keys to call the site's OpenAI-compatible API (/v1/) from "
+            "scripts and tools, under their own budgets and limits. Off: no key works."
+        ),
+    )
+
     CACHE_KEY = "site-settings"
 
     class Meta:

@@ -89,34 +89,42 @@ def _locked_period(user_id: int, month: date) -> BudgetPeriod:
     return period
 
 
-def _check(period: BudgetPeriod, limits: Limits, tokens: int, cost: Decimal) -> None:
+def _with_note(text: str, saved_note: bool) -> str:
+    # The chat keeps the person's message; an API call has nothing to keep.
+    if not saved_note:
+        return text
+    return "%s %s" % (text, _("Your message is saved but was not sent."))  # noqa: UP031
+
+
+def _check(
+    period: BudgetPeriod, limits: Limits, tokens: int, cost: Decimal, *, saved_note: bool = True
+) -> None:
     if limits.tokens is not None:
         committed = period.used_tokens + period.reserved_tokens
         if committed + tokens > limits.tokens:
-            raise BudgetExceeded(
-                _(
-                    "Monthly token budget reached: %(used)s of %(limit)s tokens used or "
-                    "reserved, and this message needs about %(need)s. Your message is saved "
-                    "but was not sent."
-                )
-                % {"used": committed, "limit": limits.tokens, "need": tokens},
-                code="budget_tokens",
-            )
+            text = _(
+                "Monthly token budget reached: %(used)s of %(limit)s tokens used or "
+                "reserved, and this message needs about %(need)s."
+            ) % {"used": committed, "limit": limits.tokens, "need": tokens}
+            raise BudgetExceeded(_with_note(text, saved_note), code="budget_tokens")
     if limits.cost is not None:
         committed_cost = period.used_cost + period.reserved_cost
         if committed_cost + cost > limits.cost:
-            raise BudgetExceeded(
-                _(
-                    "Monthly cost budget reached: %(used)s of %(limit)s used or reserved. "
-                    "Your message is saved but was not sent."
-                )
-                % {"used": committed_cost.quantize(Decimal("0.0001")), "limit": limits.cost},
-                code="budget_cost",
-            )
+            text = _("Monthly cost budget reached: %(used)s of %(limit)s used or reserved.") % {
+                "used": committed_cost.quantize(Decimal("0.0001")),
+                "limit": limits.cost,
+            }
+            raise BudgetExceeded(_with_note(text, saved_note), code="budget_cost")
 
 
 def reserve(
-    *, user_id: int, model: str, body: dict, at: datetime, limits: Limits | None = None
+    *,
+    user_id: int,
+    model: str,
+    body: dict,
+    at: datetime,
+    limits: Limits | None = None,
+    saved_note: bool = True,
 ) -> Reservation:
     """Reserve what a call about to be queued may use, or raise BudgetExceeded. Runs in
     the transaction that queues it (the period row stays locked until it commits).
@@ -128,7 +136,7 @@ def reserve(
     tokens = reservation_tokens(body)
     cost = pricing.worst_case_cost(model=model, tokens=tokens, at=at)
     period = _locked_period(user_id, month_of(at))
-    _check(period, limits, tokens, cost)
+    _check(period, limits, tokens, cost, saved_note=saved_note)
     BudgetPeriod.objects.filter(pk=period.pk).update(
         reserved_tokens=F("reserved_tokens") + tokens, reserved_cost=F("reserved_cost") + cost
     )

@@ -183,8 +183,34 @@ class Completion(models.Model):
         # stored once it has ended, never queued, so it is never pending, busy or swept.
         TITLE = "title", _("title call")
 
+    class Source(models.TextChoices):
+        BROWSER = "browser", _("browser")
+        # A call to the site's own API with a personal key (conversations/api): no
+        # conversation, the request and the reply kept on this row.
+        API = "api", _("API")
+
+    # None for API calls, which belong to no conversation.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="completions"
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="completions",
+        null=True,
+        blank=True,
+    )
+    source = models.CharField(
+        _("source"),
+        max_length=8,
+        choices=Source.choices,
+        default=Source.BROWSER,
+        db_default=Source.BROWSER,
+    )
+    api_key = models.ForeignKey(
+        "conversations.ApiKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="completions",
+        verbose_name=_("API key"),
     )
     # Denormalised from the conversation: reports filter and group by it.
     user = models.ForeignKey(
@@ -215,7 +241,8 @@ class Completion(models.Model):
     response_created = models.BigIntegerField(_("response created"), null=True, blank=True)
     response_model = models.CharField(_("model returned"), max_length=100, blank=True)
     response_object = models.CharField(_("object"), max_length=64, blank=True)
-    choices = models.JSONField(_("choices"), default=list, blank=True)  # [{index, finish_reason}]
+    # [{index, finish_reason}]; an API call's also hold the reply: [{..., message}].
+    choices = models.JSONField(_("choices"), default=list, blank=True)
     prompt_tokens = models.PositiveIntegerField(_("prompt tokens"), null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(_("completion tokens"), null=True, blank=True)
     total_tokens = models.PositiveIntegerField(_("total tokens"), null=True, blank=True)
@@ -264,6 +291,8 @@ class Completion(models.Model):
             models.Index(fields=["model", "queued_at"], name="cmpl_model_queued"),
             models.Index(fields=["status", "available_at"], name="cmpl_status_available"),
             models.Index(fields=["conversation", "status"], name="cmpl_conv_status"),
+            # The admin's list of API calls, newest first.
+            models.Index(fields=["source", "-queued_at"], name="cmpl_source_queued"),
         ]
 
     def __str__(self) -> str:

@@ -41,7 +41,12 @@ class AuditedReadMixin:
         return obj.conversation_id
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        if obj is not None:
+        if isinstance(obj, Completion) and obj.conversation_id is None:
+            # An API call: its request and reply are on its own row.
+            services.audit_record(
+                actor=request.user, action=AuditEvent.Action.VIEW_API_CALL, completion_ids=[obj.pk]
+            )
+        elif obj is not None:
             services.audit_record(
                 actor=request.user,
                 action=AuditEvent.Action.VIEW_TRANSCRIPT,
@@ -318,6 +323,7 @@ class CompletionAdmin(ChatContentAdmin):
         "id",
         "status",
         "purpose",
+        "source",
         "user",
         "model",
         "total_tokens",
@@ -329,13 +335,19 @@ class CompletionAdmin(ChatContentAdmin):
     list_filter = (
         "status",
         "purpose",
+        "source",
         "model",
         "queued_at",
         ("user", admin.RelatedOnlyFieldListFilter),
     )
     list_select_related = ("user",)
-    search_fields = ("=id", "response_id", "=request_id", "user__username", "error_message")
-    search_help_text = _("Completion number, response id, request id, username or error text.")
+    search_fields = (
+        "=id", "response_id", "=request_id", "user__username", "error_message", "api_key__name",
+    )  # fmt: skip
+    search_help_text = _(
+        "Completion number, response id, request id, username, error text, API key name, "
+        "or words of an API call's request or reply."
+    )
     ordering = ("-queued_at",)
     fieldsets = (
         (
@@ -343,6 +355,8 @@ class CompletionAdmin(ChatContentAdmin):
             {
                 "fields": (
                     "conversation",
+                    "source",
+                    "api_key",
                     "user",
                     "request_message",
                     "model",
@@ -356,7 +370,7 @@ class CompletionAdmin(ChatContentAdmin):
                 )
             },
         ),
-        (_("Request"), {"fields": ("request_parameters", "request_json")}),
+        (_("Request"), {"fields": ("api_exchange", "request_parameters", "request_json")}),
         (
             _("Response"),
             {
@@ -377,7 +391,36 @@ class CompletionAdmin(ChatContentAdmin):
         (_("Cost"), {"fields": ("price", "cost", "currency")}),
         (_("Timing"), {"fields": ("queued_at", "available_at", "started_at", "finished_at")}),
     )
-    readonly_fields = ("request_parameters", "request_json")
+    readonly_fields = ("api_exchange", "request_parameters", "request_json")
+
+    def get_search_results(self, request, queryset, search_term):
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        if search_term.strip():
+            # API calls keep their words on their own row (a chat's are in its messages,
+            # searched from the conversation list).
+            api = queryset.filter(source=Completion.Source.API)
+            words = api.filter(request_body__icontains=search_term) | api.filter(
+                choices__icontains=search_term
+            )
+            found = found | words
+        return found, duplicates
+
+    @admin.display(description=_("API call"))
+    def api_exchange(self, obj: Completion) -> str:
+        """An API call's messages and reply, as text (a chat's are in its transcript)."""
+        if obj.source != Completion.Source.API:
+            return "-"
+        said = [
+            (message.get("role", ""), message.get("content", ""))
+            for message in obj.request_body.get("messages", [])
+        ] + [
+            (_("reply %(number)d") % {"number": choice.get("index", 0) + 1},
+             (choice.get("message") or {}).get("content", ""))
+            for choice in obj.choices
+        ]  # fmt: skip
+        return format_html_join(
+            "", '<p><strong>{}</strong></p><pre class="api-said">{}</pre>', said
+        )
 
     @admin.display(description=_("error"), ordering="error_message")
     def short_error(self, obj: Completion) -> str:

@@ -16,6 +16,7 @@ class AuditEvent(models.Model):
         EXPORT_JSON = "export_json", _("exported as JSON")
         EXPORT_MARKDOWN = "export_markdown", _("exported as Markdown")
         EXPORT_CSV = "export_csv", _("exported as CSV")
+        VIEW_API_CALL = "view_api_call", _("viewed API call")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     actor = models.ForeignKey(
@@ -23,6 +24,8 @@ class AuditEvent(models.Model):
     )
     action = models.CharField(_("action"), max_length=32, choices=Action.choices)
     conversation_ids = models.JSONField(_("conversations"), default=list)
+    # API calls read (they belong to no conversation).
+    completion_ids = models.JSONField(_("API calls"), default=list, blank=True)
     created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
 
     class Meta:

@@ -48,8 +48,17 @@ def conversations_flag(*, conversations: QuerySet[Conversation], reviewer, flagg
     )
 
 
-def audit_record(*, actor, action: str, conversation_ids: Iterable[int]) -> AuditEvent:
-    """Note that `actor` read or exported these conversations."""
+def audit_record(
+    *,
+    actor,
+    action: str,
+    conversation_ids: Iterable[int] = (),
+    completion_ids: Iterable[int] = (),
+) -> AuditEvent:
+    """Note that `actor` read or exported these conversations (or API calls)."""
     return AuditEvent.objects.create(
-        actor=actor, action=action, conversation_ids=sorted({int(pk) for pk in conversation_ids})
+        actor=actor,
+        action=action,
+        conversation_ids=sorted({int(pk) for pk in conversation_ids}),
+        completion_ids=sorted({int(pk) for pk in completion_ids}),
     )

@@ -4,7 +4,6 @@ a stream of deltas, and the error a failed call means (retryable or permanent)."
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -13,15 +12,12 @@ from typing import Any
 
 import requests
 
+from . import protocol
 from .protocol import (
-    RETRYABLE_STATUSES,
     ChatResponse,
-    PermanentError,
     RetryableError,
     StreamInterrupted,
     UpstreamError,
-    parse_response,
-    parse_retry_after,
 )
 from .sse import StreamDelta, StreamState, iter_sse_data
 
@@ -29,33 +25,18 @@ logger = logging.getLogger(__name__)
 
 
 def _upstream_message(response: requests.Response) -> str:
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
-        error = None
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
-    if isinstance(error, str) and error:
-        return error
-    text = response.text.strip()
-    return text[:300] if text else (response.reason or f"HTTP {response.status_code}")
+    return protocol.message_of(response.text, reason=response.reason, status=response.status_code)
 
 
 def error_for_status(response: requests.Response, *, secret: str = "") -> UpstreamError:
     """The error a non-200 answer means; `secret` (the key) is cut out of the upstream's
     message, as some servers echo the key they refused and the message is shown and kept."""
-    status = response.status_code
-    message = _upstream_message(response)
-    if secret:
-        message = message.replace(secret, "[redacted]")
-    if status in RETRYABLE_STATUSES or status >= 500:
-        return RetryableError(
-            message,
-            error_type="rate_limited" if status == 429 else f"http_{status}",
-            http_status=status,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-        )
-    return PermanentError(message, error_type=f"http_{status}", http_status=status)
+    return protocol.error_for_answer(
+        response.status_code,
+        _upstream_message(response),
+        retry_after=response.headers.get("Retry-After"),
+        secret=secret,
+    )
 
 
 class ChatClient:
@@ -103,17 +84,7 @@ class ChatClient:
         started = time.monotonic()
         response = self._post(body, stream=False)
         latency_ms = int((time.monotonic() - started) * 1000)
-        try:
-            # JSON is UTF-8 (RFC 8259): bytes that are not become U+FFFD, not a guess at
-            # another encoding for the whole body.
-            data = json.loads(response.content.decode("utf-8", "replace"))
-        except ValueError as exc:
-            raise RetryableError(
-                "The upstream answered 200 with a body that is not JSON.",
-                error_type="bad_response",
-                http_status=200,
-            ) from exc
-        return parse_response(data, http_status=200, latency_ms=latency_ms)
+        return protocol.parse_body(response.content, latency_ms=latency_ms)
 
     def stream(
         self,

@@ -247,6 +247,37 @@ def parse_retry_after(value: str | None) -> float | None:
 RETRYABLE_STATUSES = {408, 409, 429}
 
 
+def message_of(text: str, *, reason: str = "", status: int = 0) -> str:
+    """What a failed answer's body says: its `error.message` (or `error` string), else the
+    start of its text, else the status line's reason."""
+    try:
+        error = json.loads(text).get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    if isinstance(error, str) and error:
+        return error
+    text = text.strip()
+    return text[:300] if text else (reason or f"HTTP {status}")
+
+
+def error_for_answer(
+    status: int, message: str, *, retry_after: str | None = None, secret: str = ""
+) -> UpstreamError:
+    """The error a non-200 answer means: retryable for 408/409/429 and 5xx."""
+    if secret:
+        message = message.replace(secret, "[redacted]")
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return RetryableError(
+            message,
+            error_type="rate_limited" if status == 429 else f"http_{status}",
+            http_status=status,
+            retry_after=parse_retry_after(retry_after),
+        )
+    return PermanentError(message, error_type=f"http_{status}", http_status=status)
+
+
 def parse_response(data: Any, *, http_status: int = 200, latency_ms: int = 0) -> ChatResponse:
     """Turn a decoded JSON body into a ChatResponse, its text cleaned (`clean_text`) and its
     short fields cut to size. A 200 carrying an `error` object raises it with the upstream's
@@ -279,6 +310,22 @@ def parse_response(data: Any, *, http_status: int = 200, latency_ms: int = 0) ->
             error_type="bad_response",
             http_status=http_status,
         ) from exc
+
+
+def parse_body(content: bytes, *, latency_ms: int = 0) -> ChatResponse:
+    """A 200 answer's body as a ChatResponse (`parse_response`); retryable when it is not
+    JSON."""
+    try:
+        # JSON is UTF-8 (RFC 8259): bytes that are not become U+FFFD, not a guess at
+        # another encoding for the whole body.
+        data = json.loads(content.decode("utf-8", "replace"))
+    except ValueError as exc:
+        raise RetryableError(
+            "The upstream answered 200 with a body that is not JSON.",
+            error_type="bad_response",
+            http_status=200,
+        ) from exc
+    return parse_response(data, http_status=200, latency_ms=latency_ms)
 
 
 def error_in_body(error: Any, *, http_status: int = 200) -> UpstreamError:

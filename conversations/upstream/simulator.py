@@ -407,7 +407,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--plain", action="store_true", help="replies without Markdown")
     args = vars(parser.parse_args(argv))
-    serve(**args, rich=not args.pop("plain"))
+    rich = not args.pop("plain")
+    serve(**args, rich=rich)
 
 
 def serve(

@@ -127,13 +127,46 @@ class StreamState:
         )
 
 
+class SseParser:
+    """Bytes of a Server-Sent Events body in, the `data:` payload of each complete event
+    out (plain: the sync and the async client both feed it)."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.lines: list[str] = []
+
+    def feed(self, data: bytes) -> list[str]:
+        events = []
+        self.buffer += data
+        *complete, self.buffer = self.buffer.split(b"\n")
+        for raw in complete:
+            # Bytes that are not UTF-8 become U+FFFD rather than ending the stream.
+            line = raw.rstrip(b"\r").decode("utf-8", "replace")
+            if line == "":
+                if self.lines:
+                    events.append("\n".join(self.lines))
+                    self.lines = []
+            elif line.startswith("data:"):
+                value = line[5:]
+                self.lines.append(value[1:] if value.startswith(" ") else value)
+        return events
+
+    def finish(self) -> list[str]:
+        """The last event of a body that ended without its blank line."""
+        if self.buffer.strip().startswith(b"data:"):
+            value = self.buffer.strip().decode("utf-8", "replace")[5:]
+            self.lines.append(value[1:] if value.startswith(" ") else value)
+        self.buffer = b""
+        events, self.lines = (["\n".join(self.lines)] if self.lines else []), []
+        return events
+
+
 def iter_sse_data(response: requests.Response) -> Iterator[str]:
     """The `data:` payloads of a Server-Sent Events body, one per event, as they arrive.
 
     Reads with read1() so each event is handed on as soon as its bytes are in, whether
     the body is chunked or delimited by the connection closing."""
-    buffer = b""
-    lines: list[str] = []
+    parser = SseParser()
     while True:
         try:
             data = response.raw.read1(65536)
@@ -141,20 +174,5 @@ def iter_sse_data(response: requests.Response) -> Iterator[str]:
             raise requests.ConnectionError(str(exc)) from exc
         if not data:
             break
-        buffer += data
-        *complete, buffer = buffer.split(b"\n")
-        for raw in complete:
-            # Bytes that are not UTF-8 become U+FFFD rather than ending the stream.
-            line = raw.rstrip(b"\r").decode("utf-8", "replace")
-            if line == "":
-                if lines:
-                    yield "\n".join(lines)
-                    lines = []
-            elif line.startswith("data:"):
-                value = line[5:]
-                lines.append(value[1:] if value.startswith(" ") else value)
-    if buffer.strip().startswith(b"data:"):
-        value = buffer.strip().decode("utf-8", "replace")[5:]
-        lines.append(value[1:] if value.startswith(" ") else value)
-    if lines:
-        yield "\n".join(lines)
+        yield from parser.feed(data)
+    yield from parser.finish()

@@ -136,13 +136,14 @@ def per_day(user_id: int | None, start: date, end: date, *, fill: bool = True) -
 
 
 def per_model(user_id: int | None, start: date, end: date) -> list[dict]:
-    """Rows per model asked for (key `model`), most tokens first."""
+    """Rows per model asked for and source (keys `model`, `source`: the browser or the
+    API), most tokens first."""
     return [
         _finish(row)
         for row in completions_in(start, end, user_id)
-        .values("model")
+        .values("model", "source")
         .annotate(**_metrics())
-        .order_by("-total_tokens", "model")
+        .order_by("-total_tokens", "model", "source")
     ]
 
 
@@ -157,7 +158,9 @@ def clean_order(order: str, *, by_model: bool = False) -> str:
 def _sorted(rows: list[dict], order: str) -> list[dict]:
     """Sort aggregated rows; "no price" last either way, ties by name then model."""
     name, descending = order.removeprefix("-"), order.startswith("-")
-    rows.sort(key=lambda row: (row["username"].casefold(), row.get("model", "")))
+    rows.sort(
+        key=lambda row: (row["username"].casefold(), row.get("model", ""), row.get("source", ""))
+    )
     if name == "username":
         return rows[::-1] if descending else rows
     known = [row for row in rows if row[name] is not None]
@@ -168,12 +171,13 @@ def _sorted(rows: list[dict], order: str) -> list[dict]:
 def all_users(
     start: date, end: date, *, by_model: bool = False, order: str = DEFAULT_ORDER
 ) -> list[dict]:
-    """One row per user with calls in the range (or per user and model), sorted by `order`.
+    """One row per user and source (the browser or the API) with calls in the range (or
+    per user, model and source), sorted by `order`.
 
-    Keys: user_id, username, [model,] and the metrics. Two queries: the aggregate
+    Keys: user_id, username, [model,] source and the metrics. Two queries: the aggregate
     groups by user id alone (no join, so PostgreSQL can aggregate in parallel),
     then the names of those users."""
-    group = ["user_id", *(["model"] if by_model else [])]
+    group = ["user_id", *(["model"] if by_model else []), "source"]
     aggregated = completions_in(start, end).values(*group).annotate(**_metrics())
     rows = [_finish(row) for row in aggregated]
     names = dict(

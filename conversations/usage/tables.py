@@ -26,6 +26,7 @@ HEADERS = {
     "day": gettext_lazy("Day"),
     "username": gettext_lazy("User"),
     "model": gettext_lazy("Model"),
+    "source": gettext_lazy("Source"),
     "requests": gettext_lazy("Requests"),
     "failed": gettext_lazy("Failed"),
     "prompt_tokens": gettext_lazy("Prompt tokens"),
@@ -56,6 +57,7 @@ def cost_cell(row: dict[str, Any]) -> str:
 
 
 COUNTS = NUMERIC - {"cost"}
+SOURCES = {"browser": gettext_lazy("Browser"), "api": gettext_lazy("API")}
 
 
 def cell(row: dict[str, Any], key: str, *, grouped: bool = False) -> str:
@@ -63,6 +65,8 @@ def cell(row: dict[str, Any], key: str, *, grouped: bool = False) -> str:
         return cost_cell(row)
     if key == "day":
         return row["day"].isoformat()
+    if key == "source":
+        return str(SOURCES.get(row["source"], row["source"]))
     if grouped and key in COUNTS:
         return numbers.grouped(row[key])
     return str(row[key])

@@ -16,9 +16,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from conversations.api import services as api_services
 from conversations.chat.services import conversations as chat_services
 from conversations.chat.services import versions as chat_versions
 from conversations.models import (
+    ApiKey,
     AuditEvent,
     Completion,
     Conversation,
@@ -92,6 +94,7 @@ def test_a_plain_user_is_redirected_from_every_admin_url(client, alice, bob):
         SiteSettings: SiteSettings.objects.get_or_create(pk=1)[0],
         Invitation: Invitation.objects.create(note="for dora"),
         PendingAccount: PendingAccount.objects.create(user=bob),
+        ApiKey: api_services.api_key_create(user=bob, name="bob's")[0],
     }
     urls = [
         reverse("admin:index"),

@@ -632,8 +632,8 @@ def test_csv_files_open_in_spreadsheets_with_chinese_intact_and_english_headers(
     assert response.content.startswith(b"\xef\xbb\xbf")  # a UTF-8 BOM, once
     assert not response.content[3:].startswith(b"\xef\xbb\xbf")
     rows = csv_rows(response)
-    assert rows[0][:3] == ["User", "Requests", "Failed"]  # stable, not translated
-    assert rows[1][0] == "张伟"
+    assert rows[0][:3] == ["User", "Source", "Requests"]  # stable, not translated
+    assert rows[1][:2] == ["张伟", "浏览器"]  # cells as the page shows them
 
 
 # --- Dates and numbers in the language's own formats ---

@@ -146,6 +146,7 @@ def test_all_users_has_one_row_per_user_with_their_own_numbers(history, alice, b
         **reports.user_summary(alice.pk, DAY1, DAY2),
         "user_id": alice.pk,
         "username": "alice",
+        "source": "browser",
     }
     b1 = expected_usage(history["b1"])
     assert rows["bob"]["total_tokens"] == sum(b1)

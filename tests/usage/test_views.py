@@ -129,6 +129,7 @@ def test_my_usage_shows_totals_chart_and_tables(client, alice, usage):
     models = tables(response)["Usage per model"]
     assert models[0] == [
         "Model",
+        "Source",
         "Requests",
         "Failed",
         "Prompt tokens",
@@ -139,8 +140,8 @@ def test_my_usage_shows_totals_chart_and_tables(client, alice, usage):
         "Requests without a price",
     ]
     assert models[1:] == [
-        ["gpt-4o-mini", "3", "1", "320", "80", "400", "0.000096", "USD", "0"],
-        ["gpt-4o", "1", "0", "10", "5", "15", "no price", "", "1"],
+        ["gpt-4o-mini", "Browser", "3", "1", "320", "80", "400", "0.000096", "USD", "0"],
+        ["gpt-4o", "Browser", "1", "0", "10", "5", "15", "no price", "", "1"],
     ]
 
 
@@ -194,7 +195,9 @@ def test_my_csv_rows_are_the_page_table_rows(client, alice, usage, group, captio
 def test_csv_costs_are_exact_decimal_strings(client, bob, usage):
     client.force_login(bob)
     rows = csv_rows(client.get(reverse("usage_mine_csv"), {**RANGE, "group": "model"}))
-    assert rows[1] == ["gpt-4o-mini", "1", "0", "9000", "7777", "16777", "1.2345", "USD", "0"]
+    assert rows[1] == [
+        "gpt-4o-mini", "Browser", "1", "0", "9000", "7777", "16777", "1.2345", "USD", "0",
+    ]  # fmt: skip
 
 
 def test_it_never_shows_another_users_numbers(client, alice, bob, charlie, usage):
@@ -231,8 +234,8 @@ def test_staff_see_one_row_per_user(client, charlie, usage):
     table = tables(response)["Usage per user"]
     assert table[0][0] == "User"
     assert table[1:] == [
-        ["bob", "1", "0", "9,000", "7,777", "16,777", "1.2345", "USD", "0"],
-        ["alice", "4", "1", "330", "85", "415", "0.000096", "USD", "1"],
+        ["bob", "Browser", "1", "0", "9,000", "7,777", "16,777", "1.2345", "USD", "0"],
+        ["alice", "Browser", "4", "1", "330", "85", "415", "0.000096", "USD", "1"],
     ]
     page = response.content.decode()
     assert '<dd data-total="requests">5</dd>' in page
@@ -268,7 +271,7 @@ def test_staff_can_split_rows_by_model(client, charlie, usage):
         ["alice", "gpt-4o-mini"],
         ["bob", "gpt-4o-mini"],
     ]
-    assert table[1][7] == "no price"
+    assert table[1][8] == "no price"
 
 
 @pytest.mark.parametrize("query", [{}, {"by": "model"}, {"order": "username"}])
@@ -361,7 +364,7 @@ def test_counts_are_grouped_by_thousands_on_the_page_and_plain_in_csv(client, bo
     assert '<dd data-total="prompt_tokens">9,000</dd>' in text
     assert '<dd data-total="total_tokens">16,777</dd>' in text
     per_model = tables(page)[next(c for c in tables(page) if "model" in c.lower() or "模型" in c)]
-    assert per_model[1][3:6] == ["9,000", "7,777", "16,777"]
+    assert per_model[1][4:7] == ["9,000", "7,777", "16,777"]
     assert "16,777" in text.split("<svg", 1)[1]  # the chart's tooltip and summary
     rows = csv_rows(client.get(reverse("usage_mine_csv"), {**RANGE, "group": "model"}))
-    assert rows[1][3:6] == ["9000", "7777", "16777"]
+    assert rows[1][4:7] == ["9000", "7777", "16777"]

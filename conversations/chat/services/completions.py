@@ -220,7 +220,9 @@ def completions_sweep() -> list[int]:
     lost = Q(status=Completion.Status.QUEUED, available_at__lt=stale) | Q(
         status=Completion.Status.RUNNING, lease_expires_at__lt=now
     )
-    exhausted = Q(attempts__gte=settings.COMPLETION_MAX_ATTEMPTS)
+    # An API call is made by the web process that holds its client's connection: when
+    # that process is gone, so is the client, and the call is never made again.
+    exhausted = Q(attempts__gte=settings.COMPLETION_MAX_ATTEMPTS) | Q(source=Completion.Source.API)
     for completion_id in Completion.objects.filter(lost & exhausted).values_list("pk", flat=True)[
         :1000
     ]:
@@ -250,15 +252,18 @@ def completion_abandon(*, completion_id: int, now: datetime) -> bool:
             Completion.objects.select_for_update(no_key=True)
             .filter(pk=completion_id, status__in=Completion.ACTIVE)
             .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
-            .only("attempts")
+            .only("attempts", "source")
             .first()
         )
         if row is None:
             return False
-        message = _(
-            "The reply was given up after %(attempts)s attempt(s): the worker writing it "
-            "stopped answering."
-        ) % {"attempts": row.attempts}
+        if row.source == Completion.Source.API:
+            message = _("The API call was given up: the web process serving it stopped answering.")
+        else:
+            message = _(
+                "The reply was given up after %(attempts)s attempt(s): the worker writing it "
+                "stopped answering."
+            ) % {"attempts": row.attempts}
         Completion.objects.filter(pk=completion_id).update(
             status=Completion.Status.FAILED,
             claim_token=None,
