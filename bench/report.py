@@ -6,7 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .targets import cpu_per_completion_table, cpu_table, find_level, lat, mark, ms, targets
+from .targets import (
+    api_level,
+    cpu_per_completion_table,
+    cpu_table,
+    find_level,
+    lat,
+    mark,
+    ms,
+    targets,
+)
 
 
 def _intro(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
@@ -275,6 +284,69 @@ def _long_replies(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     return out
 
 
+API_NAMES = {
+    "direct": "upstream called directly",
+    "chatsite": "chatsite `/v1/`",
+    "litellm": "LiteLLM proxy",
+}
+
+
+def _api(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    api = results.get("api")
+    if not api:
+        return []
+    out: list[str] = []
+    add = out.append
+    add("## 7. API: `/v1/chat/completions` over the upstream called directly, beside LiteLLM\n")
+    add(
+        f"Upstream: the simulator with a fixed latency of {api['latency']} s. Each client "
+        "makes its calls one after another on a kept-alive connection (streamed calls read "
+        "to `[DONE]`). Overhead = the client's whole call − (upstream answered − upstream "
+        "received) for that call, matched by the response id; the direct row is the floor "
+        "(the client and the loopback). One process each: one uvicorn of the stack (its "
+        "call opened and settled in PostgreSQL: a key lookup, the limits, the budget "
+        "reservation, the row, then the usage and cost), and "
+        + (
+            f"`{api['litellm_version']}` with one worker and no database (it keeps no "
+            "per-call row and no budget)"
+            if api.get("litellm_version")
+            else "LiteLLM: **not measured** in this run"
+            + (f" ({api['litellm_error']})" if api.get("litellm_error") else "")
+        )
+        + ", both pointed at the same simulator. CPU per call: the process's own (and "
+        "PostgreSQL's, for chatsite, when the stack runs on it).\n"
+    )
+    add("| Target | Clients | Streamed | Calls | Failed | Overhead | CPU ms per call |")
+    add("|---|---|---|---|---|---|---|")
+    for name, levels in api["targets"].items():
+        for level in levels:
+            cpu = ", ".join(
+                f"{part} {value:.1f}" for part, value in level["cpu_ms_per_call"].items()
+            )
+            add(
+                f"| {API_NAMES.get(name, name)} | {level['clients']} | "
+                f"{'yes' if level['stream'] else 'no'} | {level['calls']} | "
+                f"{len(level['failures'])} | {lat(level['overhead'])} | {cpu} |"
+            )
+    litellm = api["targets"].get("litellm")
+    if litellm:
+        add("\nchatsite's overhead against LiteLLM's (p50 and p95 ratios; below 1 is less):\n")
+        add("| Clients | Streamed | p50 ratio | p95 ratio | CPU per call ratio (process) |")
+        add("|---|---|---|---|---|")
+        for mine in api["targets"]["chatsite"]:
+            peer = api_level(litellm, mine["clients"], mine["stream"])
+            if not peer:
+                continue
+            cpu = mine["cpu_ms_per_call"]["process"] / max(peer["cpu_ms_per_call"]["process"], 1e-9)
+            add(
+                f"| {mine['clients']} | {'yes' if mine['stream'] else 'no'} | "
+                f"{mine['overhead']['p50'] / peer['overhead']['p50']:.2f}x | "
+                f"{mine['overhead']['p95'] / peer['overhead']['p95']:.2f}x | {cpu:.2f}x |"
+            )
+    add("")
+    return out
+
+
 def _method(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     out: list[str] = []
     add = out.append
@@ -304,7 +376,7 @@ def _history(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
 
 SECTIONS = (
     _intro, _targets, _machine, _overhead, _first_token, _in_flight, _pages, _reports, _memory,
-    _long_replies, _method, _history,
+    _long_replies, _api, _method, _history,
 )  # fmt: skip
 
 
@@ -358,6 +430,13 @@ def console(results: dict[str, Any]) -> str:
         f"peak RSS in flight: web {memory['web_peak_mb']:.0f} MB, "
         f"worker {memory['worker_peak_mb']:.0f} MB"
     )
+    for name, levels in (results.get("api") or {}).get("targets", {}).items():
+        for level in levels:
+            lines.append(
+                f"api {name}, {level['clients']:>2} client(s), "
+                f"{'stream' if level['stream'] else 'plain '}{'':5}"
+                f"{lat(level['overhead']):<22}failed {len(level['failures'])}"
+            )
     lines.append("")
     for target in targets(results):
         lines.append(f"target {target.name} ({target.limit}): {target.measured} -> {mark(target)}")

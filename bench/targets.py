@@ -129,6 +129,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
         *_long_reply_targets(results["long_replies"]),
         *_page_targets(results["pages"]),
         *_report_targets(results["reports"]),
+        *_api_targets(results.get("api")),
     ]
 
 
@@ -398,3 +399,45 @@ def mark(target: Target) -> str:
     if target.met is None:
         return "not measured"
     return "met" if target.met else f"**missed** {target.miss}"
+
+
+def api_level(levels: list[dict], clients: int, stream: bool) -> dict | None:
+    return next((x for x in levels if x["clients"] == clients and x["stream"] == stream), None)
+
+
+def _api_targets(api: dict[str, Any] | None) -> list[Target]:
+    """Issue 18: the API's overhead p50 at most LiteLLM's, at 1 and at 50 clients."""
+    if not api:
+        return []
+    ours, theirs = api["targets"].get("chatsite", []), api["targets"].get("litellm")
+    if theirs is None and not api.get("litellm_error"):
+        return []  # smoke mode runs no LiteLLM
+    found = []
+    for clients in (1, 50):
+        for stream in (False, True):
+            name = (
+                f"API overhead p50 vs LiteLLM's, {clients} client{'s' if clients > 1 else ''}, "
+                + ("streamed" if stream else "not streamed")
+            )
+            mine = api_level(ours, clients, stream)
+            peer = api_level(theirs, clients, stream) if theirs else None
+            if not mine or not peer:
+                found.append(Target(name, "≤ 1.0x", "LiteLLM did not run", None))
+                continue
+            ratio = mine["overhead"]["p50"] / peer["overhead"]["p50"]
+            target = _check(
+                name,
+                1.0,
+                ratio,
+                "x",
+                "≤ 1.0x",
+                strict=False,
+                digits=2,
+                why=f"chatsite {ms(mine['overhead']['p50'])} ms, LiteLLM "
+                f"{ms(peer['overhead']['p50'])} ms (figure 7).",
+            )
+            target.measured = (
+                f"{ratio:.2f}x ({ms(mine['overhead']['p50'])} vs {ms(peer['overhead']['p50'])} ms)"
+            )
+            found.append(target)
+    return found

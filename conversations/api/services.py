@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chatsite import logs
+from conversations.accounts.models import SiteSettings
 from conversations.accounts.selectors import site_settings
 from conversations.billing import budgets
 from conversations.chat import limits
@@ -87,7 +88,7 @@ def _refused(message: str) -> ApiError:
     return ApiError(401, message, code="invalid_api_key")
 
 
-def key_authenticate(authorization: str) -> ApiKey:
+def key_authenticate(authorization: str, *, site: SiteSettings | None = None) -> ApiKey:
     """The live key an `Authorization: Bearer …` header holds, with its user; 401 for
     anything else (a missing, unknown, revoked or expired key, an inactive account or
     one waiting for approval, keys turned off)."""
@@ -95,16 +96,16 @@ def key_authenticate(authorization: str) -> ApiKey:
     if scheme.lower() != "bearer" or not text.strip():
         raise _refused("Send your API key as 'Authorization: Bearer cs-…'.")
     parts = keys.split(text.strip())
-    key = (
-        ApiKey.objects.select_related("user").filter(prefix=parts.prefix).first() if parts else None
-    )
+    # The user and their budget too: what the call may need to check (call_open).
+    found = ApiKey.objects.select_related("user", "user__budget")
+    key = found.filter(prefix=parts.prefix).first() if parts else None
     if key is None or not keys.matches(parts.secret, salt=key.salt, hashed=key.hashed):
         raise _refused("Incorrect API key provided.")
     if not key.is_live():
         raise _refused("This API key has been revoked or has expired.")
     if not key.user.is_active:
         raise _refused("The account of this API key is not active.")
-    if not site_settings().api_keys:
+    if not (site or site_settings()).api_keys:
         raise _refused("API keys are turned off on this site.")
     return key
 
@@ -124,6 +125,13 @@ class Opened:
     user_id: int
     queued_at: datetime
     reserved: budgets.Reservation
+
+
+def _budget_of(user):
+    try:
+        return user.budget
+    except ObjectDoesNotExist:
+        return None
 
 
 def _limit_error(error: ValidationError) -> ApiError:
@@ -146,19 +154,23 @@ def call_open(*, key: ApiKey, asked: Asked) -> Opened:
     same locks in the same order as a chat message (the user's row, then the budget)."""
     user_id = key.user_id
     now = timezone.now()
+    # Nothing to count or reserve (no budget, no in-flight limit): no lock to take either.
+    checked = settings.MAX_REPLIES_IN_FLIGHT > 0 or budgets.limits_of(_budget_of(key.user)).any
 
     def open_row() -> Opened:
-        limits_in_force = rows.lock_sender(user_id)
-        active = Completion.objects.filter(user_id=user_id, status__in=Completion.ACTIVE)
-        limits.replies_in_flight_check(active=active.count())
-        reserved = budgets.reserve(
-            user_id=user_id,
-            model=asked.body["model"],
-            body=asked.body,
-            at=now,
-            limits=limits_in_force,
-            saved_note=False,
-        )
+        reserved = budgets.Reservation()
+        if checked:
+            limits_in_force = rows.lock_sender(user_id)
+            active = Completion.objects.filter(user_id=user_id, status__in=Completion.ACTIVE)
+            limits.replies_in_flight_check(active=active.count())
+            reserved = budgets.reserve(
+                user_id=user_id,
+                model=asked.body["model"],
+                body=asked.body,
+                at=now,
+                limits=limits_in_force,
+                saved_note=False,
+            )
         token = uuid.uuid4()
         completion = Completion.objects.create(
             conversation=None,
@@ -184,7 +196,8 @@ def call_open(*, key: ApiKey, asked: Asked) -> Opened:
 
     try:
         with limits.message_counted(user_id=user_id):
-            return transactions.atomic_with_retry(open_row)
+            # Unchecked, the row is one INSERT: no transaction around it.
+            return transactions.atomic_with_retry(open_row) if checked else open_row()
     except ValidationError as error:
         raise _limit_error(error) from None
     except OperationalError:

@@ -170,10 +170,9 @@ def _models(authorization: str) -> dict:
 
 def _open(authorization: str, raw: bytes) -> services.Opened:
     """One thread hop before the call: the key, the request, the limits and the budget."""
-    key = services.key_authenticate(authorization)
-    asked = contract.asked(
-        raw, models=services.models_for(key), max_choices=site_settings().max_choices
-    )
+    site = site_settings()
+    key = services.key_authenticate(authorization, site=site)
+    asked = contract.asked(raw, models=services.models_for(key), max_choices=site.max_choices)
     return services.call_open(key=key, asked=asked)
 
 

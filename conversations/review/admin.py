@@ -439,15 +439,16 @@ class CompletionAdmin(ChatContentAdmin):
 class AuditEventAdmin(SuperusersOnly, admin.ModelAdmin):
     """Who opened or exported whose conversations: superusers only, never editable."""
 
-    list_display = ("created_at", "actor", "action", "conversation_links")
+    list_display = ("created_at", "actor", "action", "conversation_links", "api_call_links")
     list_filter = ("action", "created_at", ("actor", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("actor",)
     search_fields = ("actor__username",)
     search_help_text = _(
-        "Staff username, or a conversation number to see who opened or exported it."
+        "Staff username, or a conversation (or API call) number to see who opened or "
+        "exported it."
     )
     date_hierarchy = "created_at"
-    fields = ("created_at", "actor", "action", "conversation_links")
+    fields = ("created_at", "actor", "action", "conversation_links", "api_call_links")
     readonly_fields = fields
 
     def get_search_results(self, request, queryset, search_term):
@@ -466,5 +467,16 @@ class AuditEventAdmin(SuperusersOnly, admin.ModelAdmin):
             (
                 (reverse("admin:conversations_conversation_change", args=[pk]), pk)
                 for pk in obj.conversation_ids
+            ),
+        )
+
+    @admin.display(description=_("API calls"))
+    def api_call_links(self, obj: AuditEvent) -> str:
+        return format_html_join(
+            ", ",
+            '<a href="{}">#{}</a>',
+            (
+                (reverse("admin:conversations_completion_change", args=[pk]), pk)
+                for pk in obj.completion_ids
             ),
         )

@@ -122,7 +122,8 @@ def conversations_search(queryset: QuerySet[Conversation], text: str) -> QuerySe
 
 
 def audit_events_search(queryset: QuerySet[AuditEvent], text: str) -> QuerySet[AuditEvent]:
-    """Events by actor username, or (for a number) those that touched that conversation."""
+    """Events by actor username, or (for a number) those that touched that conversation
+    or API call."""
     for term in search_terms(text):
         match = Q(actor__username__icontains=term)
         if term.isdigit():
@@ -130,6 +131,7 @@ def audit_events_search(queryset: QuerySet[AuditEvent], text: str) -> QuerySet[A
             # conversation_ids is stored as JSON text "[1, 23]": match the whole number.
             for pattern in (f"[{number}]", f"[{number},", f" {number},", f" {number}]"):
                 match |= Q(conversation_ids__icontains=pattern)
+                match |= Q(completion_ids__icontains=pattern)
         queryset = queryset.filter(match)
     return queryset
 

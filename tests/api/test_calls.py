@@ -185,3 +185,7 @@ def test_staff_find_api_calls_by_their_words_and_reading_one_is_audited(client, 
     event = AuditEvent.objects.get()
     assert event.actor == superuser and event.action == AuditEvent.Action.VIEW_API_CALL
     assert event.completion_ids == [opened.completion_id] and event.conversation_ids == []
+    trail = client.get(
+        reverse("admin:conversations_auditevent_changelist"), {"q": str(opened.completion_id)}
+    ).content.decode()
+    assert f"/completion/{opened.completion_id}/change/" in trail
