@@ -444,8 +444,7 @@ class AuditEventAdmin(SuperusersOnly, admin.ModelAdmin):
     list_select_related = ("actor",)
     search_fields = ("actor__username",)
     search_help_text = _(
-        "Staff username, or a conversation (or API call) number to see who opened or "
-        "exported it."
+        "Staff username, or a conversation (or API call) number to see who opened or exported it."
     )
     date_hierarchy = "created_at"
     fields = ("created_at", "actor", "action", "conversation_links", "api_call_links")
@@ -461,22 +460,14 @@ class AuditEventAdmin(SuperusersOnly, admin.ModelAdmin):
 
     @admin.display(description=_("conversations"))
     def conversation_links(self, obj: AuditEvent) -> str:
-        return format_html_join(
-            ", ",
-            '<a href="{}">#{}</a>',
-            (
-                (reverse("admin:conversations_conversation_change", args=[pk]), pk)
-                for pk in obj.conversation_ids
-            ),
-        )
+        return _links("admin:conversations_conversation_change", obj.conversation_ids)
 
     @admin.display(description=_("API calls"))
     def api_call_links(self, obj: AuditEvent) -> str:
-        return format_html_join(
-            ", ",
-            '<a href="{}">#{}</a>',
-            (
-                (reverse("admin:conversations_completion_change", args=[pk]), pk)
-                for pk in obj.completion_ids
-            ),
-        )
+        return _links("admin:conversations_completion_change", obj.completion_ids)
+
+
+def _links(viewname: str, ids: list[int]) -> str:
+    return format_html_join(
+        ", ", '<a href="{}">#{}</a>', ((reverse(viewname, args=[pk]), pk) for pk in ids)
+    )
