@@ -163,6 +163,9 @@ WEB_THREADS = envint("WEB_THREADS", 32)
 LIVE_EVENTS_APP = os.environ.get("LIVE_EVENTS_APP", "conversations.chat.live.application")
 # Serves the OpenAI-compatible API (/v1/, /api/v1/) ahead of Django's handler.
 API_APP = "conversations.api.serving.application"
+# Threads of a web process writing API calls' rows (two short steps a call; the call
+# itself waits on the event loop, not a thread).
+API_THREADS = envint("API_THREADS", 8)
 
 DATABASE_URL = envsecret("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {

@@ -58,7 +58,7 @@ def application(*, fallback):
 
 @cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=settings.WEB_THREADS, thread_name_prefix="api")
+    return ThreadPoolExecutor(max_workers=settings.API_THREADS, thread_name_prefix="api")
 
 
 def _in_thread(function):
