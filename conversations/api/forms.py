@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 
 from django import forms
@@ -24,6 +25,13 @@ class ApiKeyForm(forms.Form):
         help_text=_("What the key is for, e.g. “notebook” or “CI job”."),
     )
     expires = forms.ChoiceField(label=_("Expires"), choices=EXPIRIES, required=False)
+    # One key per form shown: a reload that posts the form again makes no second key.
+    once = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial["once"] = secrets.token_urlsafe(16)
 
     def expires_at(self) -> datetime | None:
         days = self.cleaned_data.get("expires")

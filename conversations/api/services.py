@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
@@ -36,10 +37,15 @@ from .models import ApiKey
 MAX_KEYS = 20
 NAME_LENGTH = 100
 LAST_USED_EVERY = timedelta(minutes=1)
+# How long a form's one-time mark is remembered (a reload of its answer makes no key).
+FORM_SECONDS = 24 * 3600
 
 
-def api_key_create(*, user, name: str, expires_at: datetime | None = None) -> tuple[ApiKey, str]:
-    """A new key for `user`, and its full text (shown once, never stored)."""
+def api_key_create(
+    *, user, name: str, expires_at: datetime | None = None, once: str = ""
+) -> tuple[ApiKey, str]:
+    """A new key for `user`, and its full text (shown once, never stored). `once`: the
+    form's one-time mark; a second post of the same form (a reload) is refused."""
     name = " ".join(name.split())[:NAME_LENGTH]
     if not site_settings().api_keys:
         raise ValidationError(_("API keys are turned off on this site."), code="off")
@@ -52,6 +58,11 @@ def api_key_create(*, user, name: str, expires_at: datetime | None = None) -> tu
     if live.count() >= MAX_KEYS:
         raise ValidationError(
             _("You have %(count)d keys already: revoke one first.") % {"count": MAX_KEYS}
+        )
+    if once and not cache.add(f"api-key-form:{user.pk}:{once[:64]}", 1, FORM_SECONDS):
+        raise ValidationError(
+            _("This form already made its key, shown once; it cannot be shown again."),
+            code="again",
         )
     for _attempt in range(5):  # a prefix already taken (one in 2^48) draws again
         text = keys.new_key()

@@ -29,10 +29,17 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and enabled and form.is_valid():
         try:
             key, text = services.api_key_create(
-                user=request.user, name=form.cleaned_data["name"], expires_at=form.expires_at()
+                user=request.user,
+                name=form.cleaned_data["name"],
+                expires_at=form.expires_at(),
+                once=form.cleaned_data["once"],
             )
         except ValidationError as error:
-            _form_errors(form, error)
+            if error.code == "again":  # a reload of the answer that showed the key
+                messages.warning(request, error.messages[0])
+                form = ApiKeyForm()
+            else:
+                _form_errors(form, error)
             status = 400
         else:
             # Shown on this answer only: never stored, never in a redirect or the session.

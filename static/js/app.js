@@ -110,6 +110,17 @@
     copied.then(function () { copiedFeedback(link, true); }, function () { copiedFeedback(link, false); });
   });
 
+  // A field's value (a new API key) onto the clipboard.
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("button.copy-value");
+    if (!button) return;
+    const field = document.getElementById(button.getAttribute("aria-controls"));
+    copyText(field.value).then(
+      function () { copiedFeedback(button, true); },
+      function () { field.select(); copiedFeedback(button, false); }
+    );
+  });
+
   // Edit: the message's edit form in its place (the link opens the page with it, without
   // script).
   document.addEventListener("click", function (event) {

@@ -130,3 +130,14 @@ def test_plain_users_have_no_keys_admin(client, alice):
     client.force_login(alice)
     response = client.get(reverse("admin:conversations_apikey_changelist"))
     assert response.status_code == 302
+
+
+def test_posting_the_same_form_again_makes_no_second_key(alice_client, alice):
+    page = alice_client.get(reverse("api_keys")).content.decode()
+    once = re.search(r'name="once" value="([^"]+)"', page).group(1)
+    form = {"name": "notebook", "expires": "", "once": once}
+    assert KEY.search(alice_client.post(reverse("api_keys"), form).content.decode())
+    again = alice_client.post(reverse("api_keys"), form)
+    assert again.status_code == 400 and not KEY.search(again.content.decode())
+    assert "already made its key" in again.content.decode()
+    assert ApiKey.objects.filter(user=alice).count() == 1
