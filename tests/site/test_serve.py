@@ -65,6 +65,12 @@ def test_the_start_is_one_line_per_process_and_the_url(transactional_db, tmp_pat
     try:
         wait_for(lambda: _answers(f"http://127.0.0.1:{web}/healthz"), timeout=60, what="web")
         wait_for(lambda: "ready" in _read(worker_log), timeout=60, what="the worker")
+        # Started first, but a busy machine can bring it up after the others.
+        wait_for(
+            lambda: _answers(f"http://127.0.0.1:{simulator}/_health"),
+            timeout=60,
+            what="the simulator",
+        )
         # The simulator a new user gets writes Markdown (the bench asks for --plain).
         answer = requests.post(
             f"http://127.0.0.1:{simulator}/v1/chat/completions",
