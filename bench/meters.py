@@ -114,6 +114,16 @@ def _server_ticks(commands: set[str]) -> dict[str, int]:
     return found
 
 
+def tree_cpu_seconds(roots: list[int], tree: dict[int, list[int]]) -> float:
+    """CPU seconds used by these processes and their children (`tree`: `_children()`)."""
+    ticks, todo = 0, list(roots)
+    while todo:
+        pid = todo.pop()
+        ticks += _cpu_ticks(pid)
+        todo.extend(tree.get(pid, []))
+    return ticks / TICKS
+
+
 def machine_busy_ticks() -> int:
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
@@ -137,12 +147,7 @@ class CpuMeter:
         tree = _children()
         taken = {}
         for name, roots in self.groups.items():
-            ticks, todo = 0, list(roots)
-            while todo:
-                pid = todo.pop()
-                ticks += _cpu_ticks(pid)
-                todo.extend(tree.get(pid, []))
-            taken[name] = ticks / TICKS
+            taken[name] = tree_cpu_seconds(roots, tree)
         by_command = _server_ticks(set(self.servers.values()))
         for name, command in self.servers.items():
             taken[name] = by_command[command] / TICKS

@@ -24,7 +24,7 @@ import requests
 from bench.common import Mode, log, summary
 from bench.load import DirectCall as Call
 from bench.load import read_stream, run_concurrently
-from bench.meters import TICKS, _children, _cpu_ticks, _server_ticks
+from bench.meters import TICKS, _children, _server_ticks, tree_cpu_seconds
 from bench.stack import ROOT, Stack, answers, free_port
 
 LITELLM = "litellm[proxy]==1.108.7"
@@ -83,13 +83,7 @@ def call(session: requests.Session, target: Target, key: str, text: str, stream:
 
 
 def _cpu(target: Target) -> dict[str, float]:
-    tree = _children()
-    ticks, todo = 0, list(target.pids)
-    while todo:
-        pid = todo.pop()
-        ticks += _cpu_ticks(pid)
-        todo.extend(tree.get(pid, []))
-    seconds = {"process": ticks / TICKS}
+    seconds = {"process": tree_cpu_seconds(target.pids, _children())}
     if target.databases:
         seconds["postgresql"] = _server_ticks({"postgres"})["postgres"] / TICKS
     return seconds

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -138,13 +138,6 @@ class Opened:
     reserved: budgets.Reservation
 
 
-def _budget_of(user):
-    try:
-        return user.budget
-    except ObjectDoesNotExist:
-        return None
-
-
 def _limit_error(error: ValidationError) -> ApiError:
     if isinstance(error, RateLimited):
         return ApiError(
@@ -166,7 +159,9 @@ def call_open(*, key: ApiKey, asked: Asked) -> Opened:
     user_id = key.user_id
     now = timezone.now()
     # Nothing to count or reserve (no budget, no in-flight limit): no lock to take either.
-    checked = settings.MAX_REPLIES_IN_FLIGHT > 0 or budgets.limits_of(_budget_of(key.user)).any
+    checked = (
+        settings.MAX_REPLIES_IN_FLIGHT > 0 or budgets.limits_of(budgets.override_of(key.user)).any
+    )
 
     def open_row() -> Opened:
         reserved = budgets.Reservation()
@@ -218,9 +213,7 @@ def call_open(*, key: ApiKey, asked: Asked) -> Opened:
 
 
 def _held(opened: Opened):
-    return Completion.objects.filter(
-        pk=opened.completion_id, claim_token=opened.token, status=Completion.Status.RUNNING
-    )
+    return completions.held_by(opened.completion_id, opened.token)
 
 
 def call_renew(*, opened: Opened) -> bool:

@@ -26,6 +26,7 @@ from django.db import close_old_connections
 
 from chatsite import logs
 from conversations.accounts.selectors import site_settings
+from conversations.shared.asgi import disconnected, header
 from conversations.upstream import protocol
 from conversations.upstream.async_client import AsyncChatClient, pooled_client
 from conversations.upstream.sse import StreamState
@@ -92,15 +93,8 @@ def _upstream() -> AsyncChatClient:
     return client
 
 
-def _header(scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return ""
-
-
 async def serve(scope, receive, send) -> None:
-    request_id = logs.request_id_from(_header(scope, b"x-request-id"))
+    request_id = logs.request_id_from(header(scope, b"x-request-id"))
     extra = [(b"x-request-id", request_id.encode())]
     with logs.request_id_bound(request_id):
         path = scope["path"].removeprefix("/api")
@@ -108,7 +102,7 @@ async def serve(scope, receive, send) -> None:
             if path.rstrip("/") == "/v1/models":
                 if scope["method"] not in ("GET", "HEAD"):
                     raise _not_allowed("GET")
-                listed = await _in_thread(_models)(_header(scope, b"authorization"))
+                listed = await _in_thread(_models)(header(scope, b"authorization"))
                 await _answer(send, 200, json.dumps(listed).encode(), extra)
             elif path.rstrip("/") == "/v1/chat/completions":
                 if scope["method"] != "POST":
@@ -197,7 +191,7 @@ def _upstream_error(error: protocol.UpstreamError) -> ApiError:
 
 
 async def _completion(scope, receive, send, raw: bytes, extra: list) -> None:
-    opened = await _in_thread(_open)(_header(scope, b"authorization"), raw)
+    opened = await _in_thread(_open)(header(scope, b"authorization"), raw)
     started = time.monotonic()
     renewing = asyncio.ensure_future(_renew(opened))
     try:
@@ -276,7 +270,7 @@ class _Relay:
 async def _stream(opened: services.Opened, receive, send, started: float, extra: list) -> None:
     relay = _Relay(opened, send, extra)
     relaying = asyncio.ensure_future(relay.run())
-    gone = asyncio.ensure_future(_disconnected(receive))
+    gone = asyncio.ensure_future(disconnected(receive))
     done, _pending = await asyncio.wait(
         [relaying, gone],
         return_when=asyncio.FIRST_COMPLETED,
@@ -315,8 +309,3 @@ async def _stream(opened: services.Opened, receive, send, started: float, extra:
     if error is not None:
         end = b"data: " + _upstream_error(error).body() + b"\n\n"
     await send({"type": "http.response.body", "body": end})
-
-
-async def _disconnected(receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass

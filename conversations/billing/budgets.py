@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -57,6 +57,14 @@ def limits_of(override: UserBudget | None) -> Limits:
         override.monthly_token_limit if override.monthly_token_limit is not None else site.tokens,
         override.monthly_cost_limit if override.monthly_cost_limit is not None else site.cost,
     )
+
+
+def override_of(user) -> UserBudget | None:
+    """The user's own limits row (read with `select_related("budget")`), if they have one."""
+    try:
+        return user.budget
+    except ObjectDoesNotExist:
+        return None
 
 
 def month_of(moment) -> date:

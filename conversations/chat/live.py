@@ -32,6 +32,8 @@ from django.db import DatabaseError, connection
 from django.template.loader import render_to_string
 from django.utils import translation
 
+from conversations.shared.asgi import disconnected, header
+
 from . import channel, replies
 from .models import Completion
 
@@ -74,17 +76,13 @@ def _claims(scope: dict, completion_id: int) -> dict | None:
         claims = signing.loads(token, salt=SALT, max_age=settings.LIVE_TOKEN_SECONDS)
     except signing.BadSignature:
         return None
-    cookie = SimpleCookie(_header(scope, b"cookie"))
+    cookie = SimpleCookie(header(scope, b"cookie"))
     session = cookie.get(settings.SESSION_COOKIE_NAME)
     if claims.get("c") != completion_id or claims.get("s") != _session_mark(
         session.value if session else None
     ):
         return None
     return claims
-
-
-def _header(scope: dict, name: bytes) -> str:
-    return next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == name), "")
 
 
 # --- Updates as events ---
@@ -222,7 +220,7 @@ async def _serve(
         return
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     stream = asyncio.ensure_future(_stream(send, completion, live, claims, scope))
-    gone = asyncio.ensure_future(_disconnected(receive))
+    gone = asyncio.ensure_future(disconnected(receive))
     await asyncio.wait([stream, gone], return_when=asyncio.FIRST_COMPLETED)
     for task in (stream, gone):
         task.cancel()
@@ -231,7 +229,7 @@ async def _serve(
 
 async def _stream(send, completion, live, claims: dict, scope) -> None:
     started = time.monotonic()
-    resume = _header(scope, b"last-event-id") or None
+    resume = header(scope, b"last-event-id") or None
     try:
         async for text in events(completion, live, language=claims["l"], resume=resume):
             await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
@@ -242,8 +240,3 @@ async def _stream(send, completion, live, claims: dict, scope) -> None:
     finally:
         logger.debug("Reply %s stream: %.1fs", completion.pk, time.monotonic() - started)
     await send({"type": "http.response.body", "body": b""})
-
-
-async def _disconnected(receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass

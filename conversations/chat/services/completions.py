@@ -113,8 +113,13 @@ def _update_statement(rows: QuerySet[Completion], values: dict) -> tuple[str, tu
 
 def held(claim: Claim):
     """The completion's row, as long as this claim still holds it."""
+    return held_by(claim.completion.pk, claim.token)
+
+
+def held_by(completion_id: int, token: uuid.UUID):
+    """The completion's row, as long as the claim with this token still holds it."""
     return Completion.objects.filter(
-        pk=claim.completion.pk, claim_token=claim.token, status=Completion.Status.RUNNING
+        pk=completion_id, claim_token=token, status=Completion.Status.RUNNING
     )
 
 

@@ -38,11 +38,7 @@ def lock_sender(user_id: int) -> budgets.Limits:
         .only("pk", *BUDGET_FIELDS)
         .get(pk=user_id)
     )
-    try:
-        override = user.budget
-    except get_user_model().budget.RelatedObjectDoesNotExist:
-        override = None
-    return budgets.limits_of(override)
+    return budgets.limits_of(budgets.override_of(user))
 
 
 @dataclass(frozen=True)
