@@ -6,6 +6,7 @@ from conversations.api.models import ApiKey
 from conversations.billing.models import BudgetPeriod, ModelPrice, UserBudget
 from conversations.chat.models import Completion, Conversation, Message
 from conversations.review.models import AuditEvent
+from conversations.sharing.models import ShareLink
 
 __all__ = [
     "ApiKey",
@@ -17,6 +18,7 @@ __all__ = [
     "Message",
     "ModelPrice",
     "PendingAccount",
+    "ShareLink",
     "SiteSettings",
     "UserBudget",
     "invitation_code",

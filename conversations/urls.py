@@ -7,4 +7,7 @@ urlpatterns = [
     path("", include("conversations.chat.urls")),
     path("", include("conversations.usage.urls")),
     path("", include("conversations.api.urls")),
+    path("", include("conversations.search.urls")),
+    path("", include("conversations.portability.urls")),
+    path("", include("conversations.sharing.urls")),
 ]

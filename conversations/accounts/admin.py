@@ -28,7 +28,14 @@ admin.site.login_form = AdminLoginForm
 class SiteSettingsAdmin(SuperusersOnly, admin.ModelAdmin):
     """One row, changed only by superusers; the list goes straight to it."""
 
-    fields = ("signup_mode", "max_choices", "model_titles")
+    fields = (
+        "signup_mode",
+        "max_choices",
+        "model_titles",
+        "api_keys",
+        "sharing",
+        "public_share_links",
+    )
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return self.has_module_permission(request)

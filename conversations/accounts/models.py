@@ -64,6 +64,26 @@ class SiteSettings(models.Model):
         ),
     )
 
+    sharing = models.BooleanField(
+        _("share links"),
+        default=True,
+        db_default=True,
+        help_text=_(
+            "People may share a read-only snapshot of a conversation by link. Off: no "
+            "link opens and no new one can be made."
+        ),
+    )
+
+    public_share_links = models.BooleanField(
+        _("public share links"),
+        default=False,
+        db_default=False,
+        help_text=_(
+            "Anyone with a share link may open it, without an account on this site. Off: "
+            "only people who are logged in."
+        ),
+    )
+
     CACHE_KEY = "site-settings"
 
     class Meta:

@@ -37,6 +37,21 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     last_activity_at = models.DateTimeField(_("last activity"), default=timezone.now)
 
+    # The person's own filing: pinned chats head the sidebar (newest pin first); archived
+    # ones leave it for the "Archived" list (still searchable).
+    pinned_at = models.DateTimeField(_("pinned"), null=True, blank=True)
+    archived_at = models.DateTimeField(_("archived"), null=True, blank=True)
+
+    class Origin(models.TextChoices):
+        HERE = "", _("written here")
+        CHATSITE = "chatsite", _("imported from a chatsite export")
+        CHATGPT = "chatgpt", _("imported from ChatGPT")
+
+    # Imported conversations never called the upstream and never count as usage.
+    origin = models.CharField(
+        _("origin"), max_length=16, choices=Origin.choices, blank=True, default="", db_default=""
+    )
+
     # Review by staff (admin only).
     flagged = models.BooleanField(_("flagged"), default=False)
     review_note = models.TextField(_("review note"), blank=True)
@@ -56,6 +71,17 @@ class Conversation(models.Model):
             models.Index(fields=["owner", "-last_activity_at"], name="conv_owner_activity"),
             models.Index(fields=["created_at"], name="conv_created"),
             models.Index(fields=["flagged", "-last_activity_at"], name="conv_flagged"),
+            # The sidebar's pinned chats, and the "Archived" list.
+            models.Index(
+                fields=["owner", "-pinned_at"],
+                name="conv_owner_pinned",
+                condition=models.Q(pinned_at__isnull=False),
+            ),
+            models.Index(
+                fields=["owner", "-archived_at"],
+                name="conv_owner_archived",
+                condition=models.Q(archived_at__isnull=False),
+            ),
         ]
         # Reviewers flag and note conversations without being able to change them.
         permissions = [("review_conversation", _("Can flag and note conversations"))]
@@ -68,6 +94,10 @@ class Conversation(models.Model):
         """Where the URLs of its messages start (`…/<id>/source/` and the like): one
         reverse() for a page's hundreds of message links."""
         return reverse("message_send", args=[self.pk])
+
+    @property
+    def is_imported(self) -> bool:
+        return bool(self.origin)
 
     def generation_params(self) -> dict:
         """The seed contract's parameters as set on this conversation (None = unset)."""

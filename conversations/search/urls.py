@@ -1,0 +1,5 @@
+"""URLs of search."""
+
+from django.urls import path  # noqa: F401
+
+urlpatterns: list = []
