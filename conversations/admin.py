@@ -7,6 +7,7 @@ from conversations.accounts import admin as accounts_admin
 from conversations.api import admin as api_admin
 from conversations.billing import admin as billing_admin
 from conversations.review import admin as review_admin
+from conversations.sharing import admin as sharing_admin
 
 admin.site.site_header = _("chatsite administration")
 admin.site.site_title = _("chatsite admin")
@@ -14,4 +15,4 @@ admin.site.site_title = _("chatsite admin")
 # width from the lists (the conversation list's columns were squeezed one word a line).
 admin.site.enable_nav_sidebar = False
 
-__all__ = ["accounts_admin", "api_admin", "billing_admin", "review_admin"]
+__all__ = ["accounts_admin", "api_admin", "billing_admin", "review_admin", "sharing_admin"]

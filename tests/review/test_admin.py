@@ -28,6 +28,7 @@ from conversations.models import (
     Message,
     ModelPrice,
     PendingAccount,
+    ShareLink,
     SiteSettings,
     UserBudget,
 )
@@ -95,6 +96,7 @@ def test_a_plain_user_is_redirected_from_every_admin_url(client, alice, bob):
         Invitation: Invitation.objects.create(note="for dora"),
         PendingAccount: PendingAccount.objects.create(user=bob),
         ApiKey: api_services.api_key_create(user=bob, name="bob's")[0],
+        ShareLink: ShareLink.objects.create(conversation=conversation, owner=alice, leaf=message),
     }
     urls = [
         reverse("admin:index"),
