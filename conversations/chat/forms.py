@@ -31,6 +31,12 @@ class RenameForm(Form):
     title = forms.CharField(label=_("Title"), max_length=200)
 
 
+class ToggleForm(Form):
+    """Pin or unpin, archive or unarchive: `on` is 1 to set it, anything else to clear it."""
+
+    on = forms.BooleanField(required=False)
+
+
 def _number(label: str, step: str, **kwargs: Any) -> forms.FloatField:
     # The placeholder shows the range; empty means the model's default.
     placeholder = f"{kwargs['min_value']:g} – {kwargs['max_value']:g}"

@@ -109,15 +109,18 @@ def page_number(value: str | None) -> int:
 
 
 def sidebar_conversations(user: AbstractBaseUser, page: int = 1) -> SidebarPage:
-    """One page of the user's conversations, newest activity first (one query); 404 for
-    a page past the last one."""
+    """One page of the user's conversations that are not archived: the pinned ones first
+    (newest pin first), then newest activity first (one query); 404 for a page past the
+    last one."""
     page = max(1, page)
     start = (page - 1) * SIDEBAR_PAGE_SIZE
     # One row more than a page tells whether there is a next page without a COUNT.
     rows = list(
-        Conversation.objects.filter(owner_id=user.pk)
-        .only("pk", "title", "last_activity_at")
-        .order_by("-last_activity_at", "-pk")[start : start + SIDEBAR_PAGE_SIZE + 1]
+        Conversation.objects.filter(owner_id=user.pk, archived_at__isnull=True)
+        .only("pk", "title", "last_activity_at", "pinned_at")
+        .order_by(F("pinned_at").desc(nulls_last=True), "-last_activity_at", "-pk")[
+            start : start + SIDEBAR_PAGE_SIZE + 1
+        ]
     )
     if not rows and page > 1:
         raise Http404("No such page")
@@ -125,6 +128,21 @@ def sidebar_conversations(user: AbstractBaseUser, page: int = 1) -> SidebarPage:
         conversations=rows[:SIDEBAR_PAGE_SIZE],
         page=page,
         has_more=len(rows) > SIDEBAR_PAGE_SIZE,
+    )
+
+
+def archived_conversations(user: AbstractBaseUser, page: int = 1) -> SidebarPage:
+    """One page of the user's archived conversations, the most recently archived first."""
+    start = (max(1, page) - 1) * SIDEBAR_PAGE_SIZE
+    rows = list(
+        Conversation.objects.filter(owner_id=user.pk, archived_at__isnull=False)
+        .only("pk", "title", "last_activity_at", "archived_at")
+        .order_by("-archived_at", "-pk")[start : start + SIDEBAR_PAGE_SIZE + 1]
+    )
+    if not rows and page > 1:
+        raise Http404("No such page")
+    return SidebarPage(
+        conversations=rows[:SIDEBAR_PAGE_SIZE], page=page, has_more=len(rows) > SIDEBAR_PAGE_SIZE
     )
 
 

@@ -35,4 +35,7 @@ urlpatterns = [
     path("c/<int:pk>/rename/", views.conversation_rename, name="conversation_rename"),
     path("c/<int:pk>/title/", views.conversation_title, name="conversation_title"),
     path("c/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),
+    path("c/<int:pk>/pin/", views.conversation_pin, name="conversation_pin"),
+    path("c/<int:pk>/archive/", views.conversation_archive, name="conversation_archive"),
+    path("archived/", views.conversation_archived, name="conversation_archived"),
 ]

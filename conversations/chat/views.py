@@ -20,11 +20,12 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
+from conversations.accounts.selectors import site_settings
 from conversations.billing.budgets import BudgetExceeded
 from conversations.shared.ratelimits import RateLimited
 
 from . import replies, selectors
-from .forms import MessageForm, RenameForm, SettingsForm
+from .forms import MessageForm, RenameForm, SettingsForm, ToggleForm
 from .models import Conversation, Message
 from .services import conversations as services
 from .services import versions
@@ -56,6 +57,8 @@ def _page(
     }
     if conversation is not None:
         context |= {
+            # Whether the menu offers a share link (the site's setting, read through the cache).
+            "sharing_enabled": site_settings().sharing,
             "editing": forms.get("editing"),
             "edit_form": forms.get("edit_form"),
         }
@@ -119,6 +122,14 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The chat page; `?at=<message id>` (a search result) opens it on the branch that
+    holds that message (the path moves there, as a switch of versions would)."""
+    if (at := request.GET.get("at", "")).isdigit() and len(at) < 19:
+        message = selectors.get_message_for_user(request.user, pk, int(at))
+        try:
+            versions.message_open(message=message)
+        except services.ConversationBusy:
+            messages.info(request, _("A reply is being written: the branch shown stays."))
     conversation = selectors.get_conversation_for_user(request.user, pk)
     return _page(request, conversation)
 
@@ -433,6 +444,42 @@ def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
         return _page(request, conversation, rename_form=form, status=400)
     context = {"conversation": conversation, "rename_form": form, "rename_open": True}
     return render(request, _partial("title"), context)
+
+
+@login_required
+@require_GET
+def conversation_archived(request: HttpRequest) -> HttpResponse:
+    """The archived conversations: out of the sidebar, still opened and searched."""
+    page = selectors.page_number(request.GET.get("page"))
+    context = {"archived": selectors.archived_conversations(request.user, page)}
+    return render(request, "conversations/archived.html", context)
+
+
+@login_required
+@require_POST
+def conversation_pin(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = selectors.get_conversation_for_user(request.user, pk)
+    form = ToggleForm(request.POST)
+    form.is_valid()  # a BooleanField that is not required is always valid
+    services.conversation_pin(conversation=conversation, pinned=form.cleaned_data["on"])
+    messages.success(
+        request, _("Pinned to the top of the list.") if conversation.pinned_at else _("Unpinned.")
+    )
+    return redirect("conversation_detail", pk=pk)
+
+
+@login_required
+@require_POST
+def conversation_archive(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = selectors.get_conversation_for_user(request.user, pk)
+    form = ToggleForm(request.POST)
+    form.is_valid()
+    services.conversation_archive(conversation=conversation, archived=form.cleaned_data["on"])
+    if conversation.archived_at:
+        messages.success(request, _("Archived: it is in the Archived list, and search finds it."))
+        return redirect("chat_home")
+    messages.success(request, _("Back in your conversations."))
+    return redirect("conversation_detail", pk=pk)
 
 
 @login_required

@@ -1,5 +1,7 @@
-"""URLs of search."""
+"""URLs of the search of one's own chats."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from . import views
+
+urlpatterns = [path("search/", views.chat_search, name="chat_search")]

@@ -225,6 +225,22 @@
     }
   });
 
+  // "/" focuses the search box (not while typing in a field).
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
+    const target = event.target;
+    if (target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement ||
+        target instanceof HTMLSelectElement || (target && target.isContentEditable)) return;
+    const box = document.querySelector("[data-search-shortcut]");
+    if (!box) return;
+    event.preventDefault();
+    // On a narrow screen the sidebar is a closed drawer: open it first.
+    const drawer = box.closest(".sidebar");
+    if (drawer && getComputedStyle(drawer).visibility === "hidden") setSidebar(true);
+    box.focus();
+    box.select();
+  });
+
   // Ctrl/Cmd+Shift+O starts a new chat, from anywhere on a page that offers one.
   document.addEventListener("keydown", function (event) {
     if (!(event.ctrlKey || event.metaKey) || !event.shiftKey || event.altKey) return;

@@ -82,6 +82,27 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
     return conversation
 
 
+def conversation_pin(*, conversation: Conversation, pinned: bool) -> Conversation:
+    """Pin at the top of the sidebar (the newest pin first), or unpin. An archived
+    conversation comes back to the sidebar when pinned."""
+    now = timezone.now()
+    conversation.pinned_at = now if pinned else None
+    if pinned:
+        conversation.archived_at = None
+    conversation.save(update_fields=["pinned_at", "archived_at"])
+    return conversation
+
+
+def conversation_archive(*, conversation: Conversation, archived: bool) -> Conversation:
+    """Out of the sidebar into the "Archived" list (unpinned), or back. Nothing else
+    changes: it opens, takes messages and is found by search as before."""
+    conversation.archived_at = timezone.now() if archived else None
+    if archived:
+        conversation.pinned_at = None
+    conversation.save(update_fields=["pinned_at", "archived_at"])
+    return conversation
+
+
 def conversation_delete(*, conversation: Conversation) -> None:
     def delete() -> None:
         # The conversation first, as a worker saving a reply in it takes its locks.

@@ -148,6 +148,13 @@ def version_switch(*, message: Message, direction: Direction) -> Message:
     return transactions.atomic_with_retry(switch)
 
 
+def message_open(*, message: Message) -> Message:
+    """Put `message` on the path shown (a search result opens the conversation at it):
+    the versions it is in are selected, and below it the conversation goes on as it did.
+    Refused (ConversationBusy) while a reply is written."""
+    return _message_select(message.conversation.owner_id, message.conversation_id, message.pk)
+
+
 def _message_select(owner_id: int, conversation_id: int, pk: int) -> Message:
     def select() -> Message:
         message = Message(pk=pk, conversation_id=conversation_id)
