@@ -417,3 +417,9 @@ MODEL_TITLES = envbool("MODEL_TITLES", True)
 MAX_REPLIES_IN_FLIGHT = envint("MAX_REPLIES_IN_FLIGHT", 3)
 # The largest request body the API (/v1/) takes: a long conversation's history fits.
 API_MAX_REQUEST_BYTES = envint("API_MAX_REQUEST_BYTES", 8 * 1024 * 1024)
+
+# A person's import of conversations (/import/): the largest file (a ZIP's unpacked
+# conversations too), and the most conversations and messages one file may bring.
+IMPORT_MAX_BYTES = envint("IMPORT_MAX_BYTES", 20 * 1024 * 1024)
+IMPORT_MAX_CONVERSATIONS = envint("IMPORT_MAX_CONVERSATIONS", 2_000)
+IMPORT_MAX_MESSAGES = envint("IMPORT_MAX_MESSAGES", 50_000)

@@ -116,9 +116,7 @@ def test_it_reads_conversations_json_from_chatgpts_export_zip(alice_client, alic
     assert set(Conversation.objects.values_list("title", flat=True)) == {"Capitals", "Greeting"}
 
 
-def test_a_model_slug_nowhere_or_not_offered_gives_the_sites_default(
-    alice_client, alice, settings
-):
+def test_a_model_slug_nowhere_or_not_offered_gives_the_sites_default(alice_client, alice, settings):
     item = chatgpt_second_conversation()
     del item["default_model_slug"]
     upload(alice_client, json.dumps(item).encode())
