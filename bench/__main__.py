@@ -46,7 +46,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         help="comma-separated phases to run (overhead,first_token,in_flight,long_replies,pages,"
-        "reports,api); "
+        "reports,api,search); "
         "prints their figures as JSON instead of writing the page (for tuning)",
     )
     parser.add_argument(
@@ -154,7 +154,9 @@ def write(results: dict, meta: dict, output: Path) -> int:
     return 0
 
 
-PHASES = ("overhead", "first_token", "in_flight", "long_replies", "pages", "reports", "api")
+PHASES = (
+    "overhead", "first_token", "in_flight", "long_replies", "pages", "reports", "api", "search",
+)  # fmt: skip
 # The phases whose people are logged in and warmed up first.
 CHAT_PHASES = PHASES[:4]
 
@@ -162,7 +164,7 @@ CHAT_PHASES = PHASES[:4]
 def run(stack: Stack, mode_name: str, only: list[str] | None = None, wait: str = "page") -> dict:
     from dataclasses import replace
 
-    from .phases import api, in_flight, long_replies, overhead, pages, reports
+    from .phases import api, in_flight, long_replies, overhead, pages, reports, search
 
     mode = replace(common.FULL if mode_name == "full" else common.SMOKE, wait=wait)
     wanted = [p for p in PHASES if only is None or p in only]
@@ -175,6 +177,7 @@ def run(stack: Stack, mode_name: str, only: list[str] | None = None, wait: str =
         "pages": pages.pages,
         "reports": reports.reports,
         "api": api.api,
+        "search": search.search,
     }
     return {
         phase: measures[phase](stack, mode, people)

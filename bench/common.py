@@ -35,6 +35,10 @@ class Mode:
     long_seconds: float = 2.0  # how long the longest reply streams (one token rate for all)
     # How browsers follow a reply: "page" (as the pending partial says), "sse" or "poll".
     wait: str = "page"
+    # Search of one's own chats: messages in all (a tenth of them one person's), and the
+    # runs of each query kind.
+    search_rows: int = 1_000_000
+    search_reps: int = 30
 
 
 FULL = Mode(
@@ -80,10 +84,14 @@ SMOKE = Mode(
     report_sizes=(1_000,),
     report_reps={1_000: 3},
     long_rounds=1,
+    search_rows=4_000,
+    search_reps=3,
 )
 
 # SQLite loads rows through the ORM: the large sizes would take most of the time budget.
 SQLITE_MAX_REPORT_ROWS = 100_000
+# The same for the search's messages (their FTS5 triggers index each row as it is inserted).
+SQLITE_MAX_SEARCH_ROWS = 200_000
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -46,6 +46,7 @@ def test_smoke_benchmark_measures_every_figure(page):
         "## 4. Usage reports",
         "## 5. Memory",
         "## 6. Long replies",
+        "## 8. Search your own chats",
         "## Machine and configuration",
         "## History",
     ):
