@@ -3,14 +3,15 @@ tables and migrations): Django loads them from here."""
 
 from conversations.accounts.models import Invitation, PendingAccount, SiteSettings, invitation_code
 from conversations.api.models import ApiKey
-from conversations.billing.models import BudgetPeriod, ModelPrice, UserBudget
+from conversations.billing.models import BudgetPeriod, ModelPrice, UsageDay, UserBudget
 from conversations.chat.models import Completion, Conversation, Message
-from conversations.review.models import AuditEvent
+from conversations.review.models import AuditEvent, AuditSubject
 from conversations.sharing.models import ShareLink
 
 __all__ = [
     "ApiKey",
     "AuditEvent",
+    "AuditSubject",
     "BudgetPeriod",
     "Completion",
     "Conversation",
@@ -20,6 +21,7 @@ __all__ = [
     "PendingAccount",
     "ShareLink",
     "SiteSettings",
+    "UsageDay",
     "UserBudget",
     "invitation_code",
 ]

@@ -84,6 +84,35 @@ class SiteSettings(models.Model):
         ),
     )
 
+    retention_days = models.PositiveIntegerField(
+        _("delete conversations idle for (days)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "Conversations with no new message for this many days are deleted, with their "
+            "messages and stored requests; usage figures stay as daily totals. Flagged "
+            "conversations are kept until unflagged. Empty: conversations are kept."
+        ),
+    )
+
+    class StaffReading(models.TextChoices):
+        ALL = "all", _("Staff may read every conversation")
+        FLAGGED = "flagged", _("Staff may read only flagged conversations")
+        NONE = "none", _("Staff may not read conversations")
+
+    staff_reading = models.CharField(
+        _("staff reading chats"),
+        max_length=8,
+        choices=StaffReading.choices,
+        default=StaffReading.ALL,
+        db_default=StaffReading.ALL,
+        help_text=_(
+            "Whether reviewers and administrators may open the content of people's chats. "
+            "Everyone sees this on the Privacy page, with each time staff read their chats."
+        ),
+    )
+
     CACHE_KEY = "site-settings"
 
     class Meta:

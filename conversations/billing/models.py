@@ -74,3 +74,51 @@ class BudgetPeriod(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.month:%Y-%m}"
+
+
+class UsageDay(models.Model):
+    """What calls used on one day (site time zone), kept after their rows are gone: a
+    deleted conversation, a retention purge or a deleted account folds its calls in here,
+    so reports and their CSV give the same totals before and after. `user` is None for
+    the usage of deleted accounts (anonymous: no username survives)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="usage_days",
+    )
+    day = models.DateField(_("day"))
+    model = models.CharField(_("model asked for"), max_length=100)
+    source = models.CharField(_("source"), max_length=8)
+    # Blank when none of the calls had a price.
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    requests = models.PositiveBigIntegerField(default=0)
+    failed = models.PositiveBigIntegerField(default=0)
+    title_calls = models.PositiveBigIntegerField(default=0)
+    unpriced = models.PositiveBigIntegerField(default=0)
+    estimated = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    # None when no call of the row was priced ("no price", never a silent 0).
+    cost = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("usage of removed calls")
+        verbose_name_plural = _("usage of removed calls")
+        indexes = [
+            models.Index(fields=["day"], name="usage_day_day"),
+            models.Index(fields=["user", "day"], name="usage_day_user_day"),
+        ]
+        # A user's day, model, source and currency is one row (anonymous rows are merged
+        # by the code that writes them: NULLs never clash in a unique index).
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "day", "model", "source", "currency"], name="usage_day_one_row"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user or '-'} {self.day} {self.model}"

@@ -52,6 +52,22 @@ class Conversation(models.Model):
         _("origin"), max_length=16, choices=Origin.choices, blank=True, default="", db_default=""
     )
 
+    class Temporary(models.TextChoices):
+        NO = "", _("kept")
+        DAY = "day", _("deleted a day after its last message")
+        LEAVE = "leave", _("deleted when its owner leaves it")
+
+    # A temporary chat is deleted a day after its last message (privacy.retention), or, if
+    # its owner chose so, as soon as they open another chat (at most a day later, too).
+    temporary = models.CharField(
+        _("temporary"),
+        max_length=8,
+        choices=Temporary.choices,
+        blank=True,
+        default="",
+        db_default="",
+    )
+
     # Review by staff (admin only).
     flagged = models.BooleanField(_("flagged"), default=False)
     review_note = models.TextField(_("review note"), blank=True)
@@ -70,6 +86,13 @@ class Conversation(models.Model):
         indexes = [
             models.Index(fields=["owner", "-last_activity_at"], name="conv_owner_activity"),
             models.Index(fields=["created_at"], name="conv_created"),
+            # The retention purge's scan for chats idle past the site's limit.
+            models.Index(fields=["last_activity_at"], name="conv_activity"),
+            models.Index(
+                fields=["last_activity_at"],
+                name="conv_temporary_activity",
+                condition=~models.Q(temporary=""),
+            ),
             models.Index(fields=["flagged", "-last_activity_at"], name="conv_flagged"),
             # The sidebar's pinned chats, and the "Archived" list.
             models.Index(
@@ -94,6 +117,10 @@ class Conversation(models.Model):
         """Where the URLs of its messages start (`…/<id>/source/` and the like): one
         reverse() for a page's hundreds of message links."""
         return reverse("message_send", args=[self.pk])
+
+    @property
+    def is_temporary(self) -> bool:
+        return bool(self.temporary)
 
     @property
     def is_imported(self) -> bool:

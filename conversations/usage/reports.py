@@ -6,10 +6,16 @@ Cost is the sum of the costs stored when each call finished (Decimal, at the pri
 then in force). Calls with usage but without a price are counted in `unpriced`, and
 a row with only such calls has cost None ("no price"), never a silent 0. Usage the
 upstream did not report (estimated from the text) is counted in `estimated`.
+
+Calls whose rows are gone (a deleted conversation, a retention purge, a deleted account)
+are counted from their daily rows (billing.UsageDay): every report adds those to the
+calls still stored, so totals never change when detail goes. A deleted account's rows
+have no user (user_id None, no username).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,6 +26,8 @@ from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from conversations.billing.models import UsageDay
+from conversations.billing.usage_days import METRICS as DAY_METRICS
 from conversations.chat.models import Completion
 
 # The columns every report row has, in table order.
@@ -55,6 +63,14 @@ def completions_in(start: date, end: date, user_id: int | None = None) -> QueryS
     return rows.order_by()
 
 
+def days_in(start: date, end: date, user_id: int | None = None) -> QuerySet[UsageDay]:
+    """The daily rows of removed calls in the range (one user's, or everyone's)."""
+    rows = UsageDay.objects.filter(day__gte=start, day__lte=end)
+    if user_id is not None:
+        rows = rows.filter(user_id=user_id)
+    return rows.order_by()
+
+
 def _metrics() -> dict[str, Any]:
     # The aggregates that filter on a field come first: once an annotation named
     # like a field ("cost", "prompt_tokens") exists, later references resolve to it.
@@ -76,6 +92,51 @@ def _metrics() -> dict[str, Any]:
         "total_tokens": Sum("total_tokens", default=0),
         "cost": Sum("cost"),
     }
+
+
+def _day_metrics() -> dict[str, Any]:
+    """The same figures summed from daily rows (prefixed: the names are its fields')."""
+    priced = Q(cost__isnull=False)
+    return {
+        **{f"d_{name}": Sum(name, default=0) for name in DAY_METRICS},
+        "d_currency_low": Min("currency", filter=priced),
+        "d_currency_high": Max("currency", filter=priced),
+        "d_cost": Sum("cost"),
+    }
+
+
+def _unprefixed(row: dict[str, Any]) -> dict[str, Any]:
+    return {name.removeprefix("d_"): value for name, value in row.items()}
+
+
+def _add(row: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Two rows of SQL aggregates as one (before `_finish`)."""
+    for name in DAY_METRICS:
+        row[name] = (row[name] or 0) + (other[name] or 0)
+    lows = [c for c in (row["currency_low"], other["currency_low"]) if c]
+    highs = [c for c in (row["currency_high"], other["currency_high"]) if c]
+    row["currency_low"] = min(lows) if lows else None
+    row["currency_high"] = max(highs) if highs else None
+    costs = [c for c in (row["cost"], other["cost"]) if c is not None]
+    row["cost"] = sum(costs, Decimal(0)) if costs else None
+    return row
+
+
+def _merged(calls: Iterable[dict], days: Iterable[dict], key: tuple[str, ...]) -> list[dict]:
+    """Grouped rows of stored calls and of daily rows, added up where their keys meet."""
+    rows = {tuple(row[name] for name in key): row for row in calls}
+    for day_row in days:
+        day_row = _unprefixed(day_row)
+        at = tuple(day_row[name] for name in key)
+        rows[at] = _add(rows[at], day_row) if at in rows else day_row
+    return [_finish(row) for row in rows.values()]
+
+
+def _totals(calls: QuerySet[Completion], days: QuerySet[UsageDay]) -> dict[str, Any]:
+    """The totals of calls and daily rows (two queries)."""
+    return _finish(
+        _add(calls.aggregate(**_metrics()), _unprefixed(days.aggregate(**_day_metrics())))
+    )
 
 
 def _finish(row: dict[str, Any]) -> dict[str, Any]:
@@ -112,8 +173,8 @@ def _empty_row() -> dict[str, Any]:
 
 
 def user_summary(user_id: int, start: date, end: date) -> dict[str, Any]:
-    """One user's totals for the range (one query)."""
-    return _finish(completions_in(start, end, user_id).aggregate(**_metrics()))
+    """One user's totals for the range (two queries)."""
+    return _totals(completions_in(start, end, user_id), days_in(start, end, user_id))
 
 
 def per_day(user_id: int | None, start: date, end: date, *, fill: bool = True) -> list[dict]:
@@ -121,14 +182,10 @@ def per_day(user_id: int | None, start: date, end: date, *, fill: bool = True) -
 
     With `fill`, days without calls are included as zero rows (for the chart)."""
     day = TruncDate("queued_at", tzinfo=timezone.get_current_timezone())
-    rows = {
-        row["day"]: _finish(row)
-        for row in completions_in(start, end, user_id)
-        .annotate(day=day)
-        .values("day")
-        .annotate(**_metrics())
-        .order_by("day")
-    }
+    calls = completions_in(start, end, user_id).annotate(day=day).values("day")
+    removed = days_in(start, end, user_id).values("day")
+    merged = _merged(calls.annotate(**_metrics()), removed.annotate(**_day_metrics()), key=("day",))
+    rows = {row["day"]: row for row in sorted(merged, key=lambda row: row["day"])}
     if not fill:
         return list(rows.values())
     days = (start + timedelta(days=i) for i in range((end - start).days + 1))
@@ -138,13 +195,14 @@ def per_day(user_id: int | None, start: date, end: date, *, fill: bool = True) -
 def per_model(user_id: int | None, start: date, end: date) -> list[dict]:
     """Rows per model asked for and source (keys `model`, `source`: the browser or the
     API), most tokens first."""
-    return [
-        _finish(row)
-        for row in completions_in(start, end, user_id)
-        .values("model", "source")
-        .annotate(**_metrics())
-        .order_by("-total_tokens", "model", "source")
-    ]
+    key = ("model", "source")
+    rows = _merged(
+        completions_in(start, end, user_id).values(*key).annotate(**_metrics()),
+        days_in(start, end, user_id).values(*key).annotate(**_day_metrics()),
+        key=key,
+    )
+    rows.sort(key=lambda row: (-row["total_tokens"], row["model"], row["source"]))
+    return rows
 
 
 def clean_order(order: str, *, by_model: bool = False) -> str:
@@ -174,12 +232,16 @@ def all_users(
     """One row per user and source (the browser or the API) with calls in the range (or
     per user, model and source), sorted by `order`.
 
-    Keys: user_id, username, [model,] source and the metrics. Two queries: the aggregate
-    groups by user id alone (no join, so PostgreSQL can aggregate in parallel),
-    then the names of those users."""
+    Keys: user_id, username, [model,] source and the metrics. Three queries: the
+    aggregate groups by user id alone (no join, so PostgreSQL can aggregate in parallel),
+    the daily rows of removed calls alike, then the names of those users. The usage of
+    deleted accounts is one row with user_id None and no username."""
     group = ["user_id", *(["model"] if by_model else []), "source"]
-    aggregated = completions_in(start, end).values(*group).annotate(**_metrics())
-    rows = [_finish(row) for row in aggregated]
+    rows = _merged(
+        completions_in(start, end).values(*group).annotate(**_metrics()),
+        days_in(start, end).values(*group).annotate(**_day_metrics()),
+        key=tuple(group),
+    )
     names = dict(
         get_user_model()
         .objects.filter(pk__in={row["user_id"] for row in rows})
@@ -191,8 +253,8 @@ def all_users(
 
 
 def all_users_total(start: date, end: date) -> dict[str, Any]:
-    """Everyone's totals for the range (one query)."""
-    return _finish(completions_in(start, end).aggregate(**_metrics()))
+    """Everyone's totals for the range (two queries)."""
+    return _totals(completions_in(start, end), days_in(start, end))
 
 
 def combined(rows: list[dict]) -> dict[str, Any]:
@@ -218,7 +280,7 @@ def combined(rows: list[dict]) -> dict[str, Any]:
 
 
 def user_drilldown(user_id: int, start: date, end: date) -> dict[str, Any]:
-    """A user's totals, days and models for the range (three queries)."""
+    """A user's totals, days and models for the range (six queries)."""
     return {
         "summary": user_summary(user_id, start, end),
         "days": per_day(user_id, start, end),

@@ -67,6 +67,9 @@ def cell(row: dict[str, Any], key: str, *, grouped: bool = False) -> str:
         return row["day"].isoformat()
     if key == "source":
         return str(SOURCES.get(row["source"], row["source"]))
+    if key == "username" and row.get("user_id") is None:
+        # Their usage outlives them, without their name (privacy: account deletion).
+        return _("Deleted accounts")
     if grouped and key in COUNTS:
         return numbers.grouped(row[key])
     return str(row[key])

@@ -7,6 +7,7 @@ functions too): no import circle, and dependencies that point one way between do
     usage, review, api,   may import any domain above (not each other)
     search, portability,
     sharing
+    privacy               may import any of the above (retention, taking one's data, leaving)
     chatsite/             imports no domain package (it names them in URLs and settings)
 
 and no module imports a views module but a urls module.
@@ -38,6 +39,19 @@ ALLOWED = {
     "search": {"shared", "upstream", "accounts", "billing", "chat"},
     "portability": {"shared", "upstream", "accounts", "billing", "chat"},
     "sharing": {"shared", "upstream", "accounts", "billing", "chat"},
+    # Retention and leaving: removes a person's chats, usage kept; their data as one ZIP.
+    "privacy": {
+        "shared",
+        "upstream",
+        "accounts",
+        "billing",
+        "chat",
+        "usage",
+        "review",
+        "api",
+        "portability",
+        "sharing",
+    },
 }
 # Views modules: Django calls them through URLs (events.py holds the chat's SSE view).
 VIEWS = {"views", "events"}

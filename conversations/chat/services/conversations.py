@@ -9,12 +9,14 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import OperationalError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chatsite import logs
 from conversations.accounts.selectors import site_settings
 from conversations.billing import budgets
+from conversations.billing.usage_days import usage_fold
 from conversations.chat import channel, limits
 from conversations.chat.models import Completion, Conversation, Message
 from conversations.shared import transactions
@@ -107,14 +109,28 @@ def conversation_delete(*, conversation: Conversation) -> None:
     def delete() -> None:
         # The conversation first, as a worker saving a reply in it takes its locks.
         rows.lock_conversation(conversation)
-        # Budget reservations of calls still under way go back before the rows do.
-        for completion_id in conversation.completions.filter(
-            status__in=Completion.ACTIVE
-        ).values_list("pk", flat=True):
-            budget_release(completion_id=completion_id)
-        conversation.delete()
+        conversations_delete(conversations=Conversation.objects.filter(pk=conversation.pk))
 
     transactions.atomic_with_retry(delete)
+
+
+def conversations_delete(*, conversations: QuerySet[Conversation]) -> dict[str, int]:
+    """Delete conversations with their messages, calls and links; what the calls used stays
+    in the daily usage rows, so reports and budgets keep their totals. Runs in the caller's
+    transaction, which bounds how many go at once. Returns the counts deleted (no content).
+    """
+    ids = list(conversations.values_list("pk", flat=True))
+    calls = Completion.objects.filter(conversation_id__in=ids)
+    # Budget reservations of calls still under way go back before the rows do.
+    for completion_id in calls.filter(status__in=Completion.ACTIVE).values_list("pk", flat=True):
+        budget_release(completion_id=completion_id)
+    usage_fold(completions=calls)
+    _total, counts = Conversation.objects.filter(pk__in=ids).delete()
+    return {
+        "conversations": counts.get(Conversation._meta.label, 0),
+        "messages": counts.get(Message._meta.label, 0),
+        "completions": counts.get(Completion._meta.label, 0),
+    }
 
 
 def history(conversation: Conversation, *, upto: int | None = None) -> list[dict]:
