@@ -304,6 +304,15 @@ LIVE_TOKEN_SECONDS = envint("LIVE_TOKEN_SECONDS", int(COMPLETION_MAX_SECONDS) + 
 COMPLETION_STALE_QUEUED_SECONDS = envfloat("COMPLETION_STALE_QUEUED_SECONDS", 60.0)
 COMPLETION_SWEEP_INTERVAL = envfloat("COMPLETION_SWEEP_INTERVAL", 30.0)
 
+# Retention (conversations.privacy.retention): the beat task deletes idle conversations
+# (the site setting's limit), expired temporary chats and old API calls, this many per
+# transaction and at most this many batches of each per run (the next run goes on).
+RETENTION_BATCH_SIZE = envint("RETENTION_BATCH_SIZE", 200)
+RETENTION_MAX_BATCHES = envint("RETENTION_MAX_BATCHES", 50)
+RETENTION_PURGE_INTERVAL = envfloat("RETENTION_PURGE_INTERVAL", 600.0)
+# A temporary chat is deleted this long after its last message.
+TEMPORARY_CHAT_HOURS = envint("TEMPORARY_CHAT_HOURS", 24)
+
 # --- Budgets: site-wide monthly defaults (per-user overrides live in the admin) ---
 BUDGET_MONTHLY_TOKENS = envint("BUDGET_MONTHLY_TOKENS", 0) or None
 BUDGET_MONTHLY_COST = envdecimal("BUDGET_MONTHLY_COST")
@@ -372,11 +381,15 @@ CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "chatsite")
 # The tasks live in the chat domain's package, not in the app's top module where
 # autodiscovery looks (their names stay "conversations.tasks.*").
-CELERY_IMPORTS = ["conversations.chat.tasks"]
+CELERY_IMPORTS = ["conversations.chat.tasks", "conversations.privacy.tasks"]
 CELERY_BEAT_SCHEDULE = {
     "sweep-completions": {
         "task": "conversations.tasks.sweep_completions",
         "schedule": COMPLETION_SWEEP_INTERVAL,
+    },
+    "retention-purge": {
+        "task": "conversations.tasks.retention_purge",
+        "schedule": RETENTION_PURGE_INTERVAL,
     },
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("conversations.search.urls")),
     path("", include("conversations.portability.urls")),
     path("", include("conversations.sharing.urls")),
+    path("", include("conversations.review.urls")),
 ]

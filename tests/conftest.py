@@ -107,6 +107,23 @@ def superuser(db) -> User:
 
 
 @pytest.fixture
+def postgresql(transactional_db) -> None:
+    """For tests of row locks between connections, which SQLite (one writer) cannot have:
+    skipped there, except in CI when PostgreSQL was asked for and is not what runs."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return
+    wanted = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+    if os.environ.get("CI") and wanted:
+        pytest.fail(f"CI asked for PostgreSQL but the tests run on {connection.vendor}")
+    pytest.skip(
+        "needs PostgreSQL for real row locks between connections: run with "
+        "DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres"
+    )
+
+
+@pytest.fixture
 def alice_client(client: Client, alice: User) -> Client:
     client.force_login(alice)
     return client

@@ -35,6 +35,8 @@ class SiteSettingsAdmin(SuperusersOnly, admin.ModelAdmin):
         "api_keys",
         "sharing",
         "public_share_links",
+        "retention_days",
+        "staff_reading",
     )
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:

@@ -37,6 +37,17 @@ class ToggleForm(Form):
     on = forms.BooleanField(required=False)
 
 
+class TemporaryForm(Form):
+    """How long a chat is kept: for good (blank), a day after its last message, or until
+    its owner opens another chat."""
+
+    mode = forms.ChoiceField(
+        label=_("Keep this chat"),
+        choices=Conversation.Temporary.choices,
+        required=False,
+    )
+
+
 def _number(label: str, step: str, **kwargs: Any) -> forms.FloatField:
     # The placeholder shows the range; empty means the model's default.
     placeholder = f"{kwargs['min_value']:g} – {kwargs['max_value']:g}"

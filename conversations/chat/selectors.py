@@ -117,7 +117,7 @@ def sidebar_conversations(user: AbstractBaseUser, page: int = 1) -> SidebarPage:
     # One row more than a page tells whether there is a next page without a COUNT.
     rows = list(
         Conversation.objects.filter(owner_id=user.pk, archived_at__isnull=True)
-        .only("pk", "title", "last_activity_at", "pinned_at")
+        .only("pk", "title", "last_activity_at", "pinned_at", "temporary")
         .order_by(F("pinned_at").desc(nulls_last=True), "-last_activity_at", "-pk")[
             start : start + SIDEBAR_PAGE_SIZE + 1
         ]

@@ -37,5 +37,6 @@ urlpatterns = [
     path("c/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),
     path("c/<int:pk>/pin/", views.conversation_pin, name="conversation_pin"),
     path("c/<int:pk>/archive/", views.conversation_archive, name="conversation_archive"),
+    path("c/<int:pk>/temporary/", views.conversation_temporary, name="conversation_temporary"),
     path("archived/", views.conversation_archived, name="conversation_archived"),
 ]

@@ -25,12 +25,15 @@ from conversations.billing.budgets import BudgetExceeded
 from conversations.shared.ratelimits import RateLimited
 
 from . import replies, selectors
-from .forms import MessageForm, RenameForm, SettingsForm, ToggleForm
+from .forms import MessageForm, RenameForm, SettingsForm, TemporaryForm, ToggleForm
 from .models import Conversation, Message
 from .services import conversations as services
 from .services import versions
 
 TEMPLATE = "conversations/chat.html"
+# Set in the session while its owner has a chat to delete when they leave it: the pages
+# they open next look for such chats only then (no query on every page otherwise).
+LEAVING = "temporary_leave"
 
 
 def _partial(name: str) -> str:
@@ -78,7 +81,19 @@ def _page(
 @login_required
 @require_GET
 def chat_home(request: HttpRequest) -> HttpResponse:
+    _leave_temporary(request)
     return _page(request)
+
+
+def _leave_temporary(request: HttpRequest, staying: Conversation | None = None) -> None:
+    """Delete the chats the person chose to have deleted once they left them."""
+    if not request.session.get(LEAVING):
+        return
+    services.temporary_chats_leave(
+        owner=request.user, staying_id=staying.pk if staying is not None else None
+    )
+    if staying is None or staying.temporary != Conversation.Temporary.LEAVE:
+        del request.session[LEAVING]
 
 
 @login_required
@@ -99,9 +114,17 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
     form = MessageForm(request.POST) if request.POST.get("content", "").strip() else None
     if form is not None and not form.is_valid():
         return _page(request, message_form=form, status=400)
+    # The sidebar's "Temporary chat" button; anything else is a chat kept for good.
+    temporary = TemporaryForm({"mode": request.POST.get("temporary", "")})
+    mode = temporary.cleaned_data["mode"] if temporary.is_valid() else ""
     conversation = selectors.latest_empty_conversation(request.user)
     if conversation is None:
-        conversation = services.conversation_create(owner=request.user)
+        conversation = services.conversation_create(owner=request.user, temporary=mode)
+    elif conversation.temporary != mode:
+        services.conversation_temporary(conversation=conversation, mode=mode)
+    _leave_temporary(request, conversation)
+    if mode == Conversation.Temporary.LEAVE:
+        request.session[LEAVING] = True
     if form is not None:
         try:
             services.message_send(
@@ -131,7 +154,30 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
         except services.ConversationBusy:
             messages.info(request, _("A reply is being written: the branch shown stays."))
     conversation = selectors.get_conversation_for_user(request.user, pk)
+    _leave_temporary(request, conversation)
     return _page(request, conversation)
+
+
+@login_required
+@require_POST
+def conversation_temporary(request: HttpRequest, pk: int) -> HttpResponse:
+    """Keep a chat for good, or have it deleted a day after its last message or when its
+    owner leaves it."""
+    conversation = selectors.get_conversation_for_user(request.user, pk)
+    form = TemporaryForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Choose how long the chat is kept."))
+        return redirect("conversation_detail", pk=pk)
+    mode = form.cleaned_data["mode"]
+    services.conversation_temporary(conversation=conversation, mode=mode)
+    if mode == Conversation.Temporary.LEAVE:
+        request.session[LEAVING] = True
+        messages.success(request, _("This chat is deleted when you open another one."))
+    elif mode == Conversation.Temporary.DAY:
+        messages.success(request, _("This chat is deleted a day after its last message."))
+    else:
+        messages.success(request, _("This chat is kept until you delete it."))
+    return redirect("conversation_detail", pk=pk)
 
 
 # --- Sending and replies ---

@@ -2,19 +2,25 @@
 exports), their messages and completions, and the audit trail of who read what.
 
 What users and the model said is never editable here; reviewers may only flag and note.
+What staff may read at all is the site's policy (`policy.py`): a page showing content it
+forbids answers 403, to superusers too, and lists show numbers instead of titles.
 The queries, writes and exports live in `selectors.py`, `services.py` and `exports.py`.
 """
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
-from django.utils.text import Truncator
+from django.utils.text import Truncator, capfirst
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -22,7 +28,7 @@ from conversations.chat.models import Completion, Conversation, Message
 from conversations.chat.services import conversations as chat_services
 from conversations.shared.admin import SuperusersOnly, download, pretty_json
 
-from . import exports, selectors, services
+from . import exports, policy, selectors, services
 from .models import AuditEvent
 
 CONTENT_FIELDS = (
@@ -55,7 +61,59 @@ class AuditedReadMixin:
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 
-class ChatContentAdmin(AuditedReadMixin, admin.ModelAdmin):
+class ReadingPolicyMixin:
+    """A page of chat content opens only while the site's policy lets staff read it."""
+
+    def may_read(self, obj) -> bool:
+        raise NotImplementedError
+
+    def get_object(self, request, object_id, from_field=None):
+        # The change, delete and history pages all fetch their object here, and each
+        # shows content (a transcript, a message, a request, or the title as heading).
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None and not self.may_read(obj):
+            raise PermissionDenied
+        return obj
+
+    def get_list_display_links(self, request, list_display):
+        if policy.staff_reading() == policy.StaffReading.NONE:
+            return None  # every page behind a link would answer 403
+        return super().get_list_display_links(request, list_display)
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        changelist.search_help_text = self.search_help()
+        return changelist
+
+    def search_help(self) -> str:
+        return self.search_help_text
+
+    def row_name(self, obj) -> str:
+        """How a list names a row where it cannot show it (a checkbox's label)."""
+        return str(obj)
+
+    def action_checkbox(self, obj):
+        # Django's labels each row's checkbox with str(obj): a title, or a message's words.
+        attrs = {
+            "class": "action-select",
+            "aria-label": format_html(
+                _("Select this object for an action - {}"), self.row_name(obj)
+            ),
+        }
+        checkbox = forms.CheckboxInput(attrs, lambda value: False)
+        return checkbox.render(helpers.ACTION_CHECKBOX_NAME, str(obj.pk))
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        if not policy.reads_all():
+            # The confirmation would name every message and title: numbers say enough.
+            deleted = [
+                format_html("{}: #{}", capfirst(obj._meta.verbose_name), obj.pk) for obj in objs
+            ]
+        return deleted, counts, perms_needed, protected
+
+
+class ChatContentAdmin(ReadingPolicyMixin, AuditedReadMixin, admin.ModelAdmin):
     """Messages and completions: readable, never added or changed; superusers may delete."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -92,8 +150,16 @@ def _when(moment) -> str:
     )
 
 
+class ConversationChangeList(ChangeList):
+    def get_ordering_field(self, field_name):
+        # Sorting by titles staff may not read would tell them something of each.
+        if field_name == "display_title" and not policy.reads_all():
+            return None
+        return super().get_ordering_field(field_name)
+
+
 @admin.register(Conversation)
-class ConversationAdmin(AuditedReadMixin, admin.ModelAdmin):
+class ConversationAdmin(ReadingPolicyMixin, AuditedReadMixin, admin.ModelAdmin):
     list_display = (
         "display_title",
         "owner",
@@ -142,12 +208,43 @@ class ConversationAdmin(AuditedReadMixin, admin.ModelAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
-        return selectors.conversations_with_totals(super().get_queryset(request))
+        return selectors.conversations_with_totals(super().get_queryset(request)).annotate(
+            staff_may_read=policy.may_read_column()
+        )
+
+    def may_read(self, obj: Conversation) -> bool:
+        return policy.may_read(obj)
+
+    def get_changelist(self, request, **kwargs):
+        return ConversationChangeList
+
+    def get_sortable_by(self, request):
+        sortable = super().get_sortable_by(request)
+        if policy.reads_all():
+            return sortable
+        return [name for name in sortable if name != "display_title"]
 
     def get_search_results(self, request, queryset, search_term):
+        if request.path == reverse("admin:autocomplete"):
+            # A form's conversation picker names each one by its title.
+            queryset = policy.readable(queryset)
         if not search_term:
             return queryset, False
-        return selectors.conversations_search(queryset, search_term), False
+        found = selectors.conversations_search(
+            queryset, search_term, readable=policy.readable_filter()
+        )
+        return found, False
+
+    def search_help(self) -> str:
+        reading = policy.staff_reading()
+        if reading == policy.StaffReading.NONE:
+            return _("Finds owners by username: staff may not read titles or messages here.")
+        if reading == policy.StaffReading.FLAGGED:
+            return _(
+                "Finds every word in usernames, and in the titles or message text of flagged "
+                'conversations only; put a phrase in quotes to find it whole, e.g. "exact phrase".'
+            )
+        return self.search_help_text
 
     # Permissions: content is read-only for everyone; reviewers change flag and note only.
 
@@ -165,9 +262,14 @@ class ConversationAdmin(AuditedReadMixin, admin.ModelAdmin):
 
     # Columns
 
+    def row_name(self, obj: Conversation) -> str:
+        return self.display_title(obj)
+
     @admin.display(description=_("title"), ordering="title")
     def display_title(self, obj: Conversation) -> str:
-        return selectors.conversation_title(obj)
+        if obj.staff_may_read:
+            return selectors.conversation_title(obj)
+        return selectors.conversation_number(obj.pk)
 
     @admin.display(description=_("messages"), ordering="message_count")
     def message_count(self, obj: Conversation) -> int:
@@ -250,28 +352,62 @@ class ConversationAdmin(AuditedReadMixin, admin.ModelAdmin):
             % {"count": count},
         )
 
+    def _exportable(self, request, queryset) -> QuerySet[Conversation] | None:
+        """The selection to export, or None (the list says why) when staff may not read
+        some of it.
+
+        A selection holding conversations staff may not read is refused whole, not
+        exported in part: a download shows no message beside it (one would appear on a
+        later page, out of context), and a partial file is easily taken for the whole."""
+        selected = Conversation.objects.filter(pk__in=queryset.values("pk"))
+        if policy.staff_reading() == policy.StaffReading.NONE:
+            self.message_user(
+                request,
+                _("Staff may not read conversations on this site: nothing was exported."),
+                messages.ERROR,
+            )
+            return None
+        left_out = policy.unreadable(selected).count()
+        if left_out:
+            self.message_user(
+                request,
+                ngettext(
+                    "Nothing was exported: %(count)d of the selected conversations is not "
+                    "flagged, and staff may read only flagged conversations. Select flagged "
+                    "ones only (the Flagged filter) and export again.",
+                    "Nothing was exported: %(count)d of the selected conversations are not "
+                    "flagged, and staff may read only flagged conversations. Select flagged "
+                    "ones only (the Flagged filter) and export again.",
+                    left_out,
+                )
+                % {"count": left_out},
+                messages.ERROR,
+            )
+            return None
+        return selected
+
     @admin.action(description=_("Export selected as JSON"), permissions=["view"])
     def export_json(self, request, queryset):
-        body = exports.export_json(
-            conversations=Conversation.objects.filter(pk__in=queryset.values("pk")),
-            actor=request.user,
-        )
+        selected = self._exportable(request, queryset)
+        if selected is None:
+            return None
+        body = exports.export_json(conversations=selected, actor=request.user)
         return download(body, content_type="application/json", extension="json")
 
     @admin.action(description=_("Export selected as Markdown"), permissions=["view"])
     def export_markdown(self, request, queryset):
-        body = exports.export_markdown(
-            conversations=Conversation.objects.filter(pk__in=queryset.values("pk")),
-            actor=request.user,
-        )
+        selected = self._exportable(request, queryset)
+        if selected is None:
+            return None
+        body = exports.export_markdown(conversations=selected, actor=request.user)
         return download(body, content_type="text/markdown", extension="md")
 
     @admin.action(description=_("Export selected as CSV"), permissions=["view"])
     def export_csv(self, request, queryset):
-        body = exports.export_csv(
-            conversations=Conversation.objects.filter(pk__in=queryset.values("pk")),
-            actor=request.user,
-        )
+        selected = self._exportable(request, queryset)
+        if selected is None:
+            return None
+        body = exports.export_csv(conversations=selected, actor=request.user)
         return download(body, content_type="text/csv", extension="csv")
 
 
@@ -279,7 +415,7 @@ class ConversationAdmin(AuditedReadMixin, admin.ModelAdmin):
 class MessageAdmin(ChatContentAdmin):
     list_display = (
         "id",
-        "conversation",
+        "conversation_shown",
         "role",
         "position",
         "choice_number",
@@ -306,6 +442,26 @@ class MessageAdmin(ChatContentAdmin):
         "rendered_content",
     )
     readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(staff_may_read=policy.may_read_column("conversation__"))
+        )
+
+    def may_read(self, obj: Message) -> bool:
+        return policy.may_read(obj.conversation)
+
+    def row_name(self, obj: Message) -> str:
+        # Its str() starts with its words, which the list never shows.
+        return f"{capfirst(obj._meta.verbose_name)} #{obj.pk}"
+
+    @admin.display(description=_("conversation"), ordering="conversation")
+    def conversation_shown(self, obj: Message) -> str:
+        if obj.staff_may_read:
+            return selectors.conversation_title(obj.conversation)
+        return selectors.conversation_number(obj.conversation_id)
 
     @admin.display(description=_("choice"), ordering="choice_index")
     def choice_number(self, obj: Message) -> int | None:
@@ -393,9 +549,20 @@ class CompletionAdmin(ChatContentAdmin):
     )
     readonly_fields = ("api_exchange", "request_parameters", "request_json")
 
+    def may_read(self, obj: Completion) -> bool:
+        return policy.may_read_completion(obj)
+
+    def search_help(self) -> str:
+        if policy.reads_all():
+            return self.search_help_text
+        return _(
+            "Completion number, response id, request id, username, error text or API key name."
+        )
+
     def get_search_results(self, request, queryset, search_term):
         found, duplicates = super().get_search_results(request, queryset, search_term)
-        if search_term.strip():
+        # Staff may read an API call only while they may read everything (policy.py).
+        if search_term.strip() and policy.reads_all():
             # API calls keep their words on their own row (a chat's are in its messages,
             # searched from the conversation list).
             api = queryset.filter(source=Completion.Source.API)
@@ -447,7 +614,7 @@ class AuditEventAdmin(SuperusersOnly, admin.ModelAdmin):
         "Staff username, or a conversation (or API call) number to see who opened or exported it."
     )
     date_hierarchy = "created_at"
-    fields = ("created_at", "actor", "action", "conversation_links", "api_call_links")
+    fields = ("created_at", "actor", "action", "conversation_links", "api_call_links", "details")
     readonly_fields = fields
 
     def get_search_results(self, request, queryset, search_term):

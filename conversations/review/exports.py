@@ -20,6 +20,7 @@ from conversations.chat.models import Completion, Conversation, Message
 from conversations.chat.tree import Tree
 from conversations.shared.spreadsheets import UTF8_BOM, spreadsheet_safe
 
+from . import policy
 from .models import AuditEvent
 from .selectors import TRANSCRIPT_ORDER, conversation_title
 from .services import audit_record
@@ -42,9 +43,11 @@ CSV_COLUMNS = (
 
 
 def _for_export(conversations: QuerySet[Conversation]) -> list[Conversation]:
-    """The conversations with owner, messages and completions in four queries."""
+    """The conversations staff may read (policy.py: the admin refuses a selection with
+    others in it first), with owner, messages and completions in four queries."""
     return list(
-        conversations.select_related("owner", "flagged_by")
+        policy.readable(conversations)
+        .select_related("owner", "flagged_by")
         .prefetch_related(
             Prefetch("messages", queryset=Message.objects.order_by(*TRANSCRIPT_ORDER)),
             Prefetch("completions", queryset=Completion.objects.order_by("queued_at", "id")),

@@ -44,6 +44,11 @@ def conversation_title(conversation: Conversation) -> str:
     return conversation.title or _("New chat")
 
 
+def conversation_number(conversation_id: int) -> str:
+    """What staff see instead of a title they may not read."""
+    return _("Conversation #%(number)d") % {"number": conversation_id}
+
+
 def _per_conversation(queryset: QuerySet, aggregate, output_field) -> Subquery:
     # A correlated subquery per column: joining messages and completions together
     # would multiply the rows and the sums.
@@ -107,17 +112,25 @@ def search_terms(text: str) -> list[str]:
     return terms
 
 
-def conversations_search(queryset: QuerySet[Conversation], text: str) -> QuerySet[Conversation]:
+EVERY_CONVERSATION = Q()
+
+
+def conversations_search(
+    queryset: QuerySet[Conversation], text: str, *, readable: Q | None = EVERY_CONVERSATION
+) -> QuerySet[Conversation]:
     """Conversations whose title, owner's username or any message contains every term.
 
-    `Exists` keeps one row per conversation however many messages match."""
+    Titles and messages are searched only in the `readable` conversations (None: in none,
+    usernames only), so a search cannot tell what an unreadable one says. `Exists` keeps
+    one row per conversation however many messages match."""
     for term in search_terms(text):
-        in_messages = Exists(
-            Message.objects.filter(conversation=OuterRef("pk"), content__icontains=term)
-        )
-        queryset = queryset.filter(
-            Q(title__icontains=term) | Q(owner__username__icontains=term) | in_messages
-        )
+        match = Q(owner__username__icontains=term)
+        if readable is not None:
+            in_messages = Exists(
+                Message.objects.filter(conversation=OuterRef("pk"), content__icontains=term)
+            )
+            match |= readable & (Q(title__icontains=term) | in_messages)
+        queryset = queryset.filter(match)
     return queryset
 
 

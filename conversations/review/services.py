@@ -9,9 +9,12 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from conversations.chat.models import Conversation
+from conversations.chat.models import Completion, Conversation
 
-from .models import AuditEvent
+from .models import AuditEvent, AuditSubject
+
+# Rows per INSERT of audit subjects: an export of thousands stays a few statements.
+SUBJECTS_BATCH = 1000
 
 
 def conversation_review(
@@ -54,11 +57,38 @@ def audit_record(
     action: str,
     conversation_ids: Iterable[int] = (),
     completion_ids: Iterable[int] = (),
+    details: dict | None = None,
 ) -> AuditEvent:
-    """Note that `actor` read or exported these conversations (or API calls)."""
-    return AuditEvent.objects.create(
-        actor=actor,
-        action=action,
-        conversation_ids=sorted({int(pk) for pk in conversation_ids}),
-        completion_ids=sorted({int(pk) for pk in completion_ids}),
-    )
+    """Note that `actor` (None: the site itself) read or exported these conversations (or
+    API calls), with one subject row per item naming its owner, for their Privacy page."""
+    conversation_ids = sorted({int(pk) for pk in conversation_ids})
+    completion_ids = sorted({int(pk) for pk in completion_ids})
+    with transaction.atomic():
+        event = AuditEvent.objects.create(
+            actor=actor,
+            action=action,
+            conversation_ids=conversation_ids,
+            completion_ids=completion_ids,
+            details=details or {},
+        )
+        subjects = []
+        if conversation_ids:
+            owners = Conversation.objects.filter(pk__in=conversation_ids).values_list(
+                "pk", "owner_id"
+            )
+            subjects += [
+                AuditSubject(
+                    event=event, owner_id=owner, conversation_id=pk, created_at=event.created_at
+                )
+                for pk, owner in owners
+            ]
+        if completion_ids:
+            callers = Completion.objects.filter(pk__in=completion_ids).values_list("pk", "user_id")
+            subjects += [
+                AuditSubject(
+                    event=event, owner_id=user, completion_id=pk, created_at=event.created_at
+                )
+                for pk, user in callers
+            ]
+        AuditSubject.objects.bulk_create(subjects, batch_size=SUBJECTS_BATCH)
+    return event

@@ -25,6 +25,7 @@ ICONS = {
     "edit": '<path d="M4 20h4L19 9l-4-4L4 16v4z"/><path d="M14 6l4 4"/>',
     "trash": '<path d="M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3"/>',
     "pin": '<path d="M9 4h6l-1 6 4 4H6l4-4-1-6z"/><path d="M12 14v6"/>',
+    "clock": '<circle cx="12" cy="12" r="8"/><path d="M12 8v4l3 2"/>',
     "more": '<circle cx="5" cy="12" r="1"/><circle cx="12" cy="12" r="1"/>'
     '<circle cx="19" cy="12" r="1"/>',
     "sliders": '<path d="M4 6h10M18 6h2M4 12h4M12 12h8M4 18h12M20 18h0"/>'

@@ -139,8 +139,15 @@ def _totals(calls: QuerySet[Completion], days: QuerySet[UsageDay]) -> dict[str, 
     )
 
 
+# Costs are stored with 8 decimal places; a sum is given with as many. (SQLite sums
+# decimals as floating point: this also drops its rounding noise, 0.00999999999999976.)
+COST_PLACES = Decimal("0.00000001")
+
+
 def _finish(row: dict[str, Any]) -> dict[str, Any]:
     """Turn the SQL aggregates of one row into the report's fields."""
+    if row["cost"] is not None:
+        row["cost"] = Decimal(row["cost"]).quantize(COST_PLACES)
     low, high = row.pop("currency_low"), row.pop("currency_high")
     row["mixed_currency"] = bool(low and high and low != high)
     row["currency"] = "" if row["mixed_currency"] else (low or "")

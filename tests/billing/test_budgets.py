@@ -3,7 +3,6 @@ and no overshoot when sends race (proved against PostgreSQL)."""
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import timedelta
 from decimal import ROUND_UP, Decimal
@@ -262,19 +261,6 @@ def test_parallel_sends_never_pass_the_limit(
     transactional_db, alice, simulator, enqueued, settings
 ):
     _race(alice, simulator, enqueued, settings)
-
-
-@pytest.fixture
-def postgresql(transactional_db) -> None:
-    if connection.vendor == "postgresql":
-        return
-    wanted = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
-    if os.environ.get("CI") and wanted:
-        pytest.fail(f"CI asked for PostgreSQL but the tests run on {connection.vendor}")
-    pytest.skip(
-        "needs PostgreSQL for real row locks between connections: run with "
-        "DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres"
-    )
 
 
 @pytest.mark.postgres

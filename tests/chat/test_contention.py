@@ -4,7 +4,6 @@ and a send it still refuses says so (never a 500) (issue 13, defect 4)."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 
@@ -21,15 +20,6 @@ from tests.support import wait_for
 
 SENDERS = 30
 ROUNDS = 3
-
-
-@pytest.fixture
-def postgresql(transactional_db) -> None:
-    if connection.vendor == "postgresql":
-        return
-    if os.environ.get("CI") and os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        pytest.fail(f"CI asked for PostgreSQL but the tests run on {connection.vendor}")
-    pytest.skip("row locks between connections need PostgreSQL (SQLite takes one writer)")
 
 
 class Deadlock(Exception):

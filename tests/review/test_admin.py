@@ -38,13 +38,6 @@ from conversations.review import services as review_services
 from tests.factories import make_conversation
 
 
-@pytest.fixture
-def reviewer(db) -> User:
-    user = User.objects.create_user("rita", password="rita-password-1", is_staff=True)
-    user.groups.add(Group.objects.get(name=review_selectors.REVIEWER_GROUP))
-    return user
-
-
 def changelist(model) -> str:
     return reverse(f"admin:conversations_{model._meta.model_name}_changelist")
 

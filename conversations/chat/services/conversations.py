@@ -55,10 +55,12 @@ def _check_parameters(values: dict[str, Any]) -> None:
         )
 
 
-def conversation_create(*, owner, **params: Any) -> Conversation:
+def conversation_create(*, owner, temporary: str = "", **params: Any) -> Conversation:
     values = {"model": settings.CHAT_DEFAULT_MODEL, **params}
     _check_parameters(values)
-    return Conversation.objects.create(owner=owner, **values)
+    if temporary not in Conversation.Temporary.values:
+        raise ValidationError(_("Choose how long the chat is kept."), code="temporary")
+    return Conversation.objects.create(owner=owner, temporary=temporary, **values)
 
 
 def conversation_update(*, conversation: Conversation, **params: Any) -> Conversation:
@@ -103,6 +105,31 @@ def conversation_archive(*, conversation: Conversation, archived: bool) -> Conve
         conversation.pinned_at = None
     conversation.save(update_fields=["pinned_at", "archived_at"])
     return conversation
+
+
+def conversation_temporary(*, conversation: Conversation, mode: str) -> Conversation:
+    """Make a chat temporary (`day`: deleted a day after its last message; `leave`: as soon
+    as its owner opens another chat, a day at most) or keep it for good (`""`)."""
+    if mode not in Conversation.Temporary.values:
+        raise ValidationError(_("Choose how long the chat is kept."), code="temporary")
+    conversation.temporary = mode
+    conversation.save(update_fields=["temporary"])
+    return conversation
+
+
+def temporary_chats_leave(*, owner: AbstractBaseUser, staying_id: int | None = None) -> int:
+    """Delete the owner's chats that were to go when they left them (all but the one they
+    are on); one still being answered waits for the retention purge. Returns how many."""
+
+    def leave() -> int:
+        chats = (
+            Conversation.objects.filter(owner_id=owner.pk, temporary=Conversation.Temporary.LEAVE)
+            .exclude(pk=staying_id)
+            .exclude(completions__status__in=Completion.ACTIVE)
+        )
+        return conversations_delete(conversations=chats)["conversations"]
+
+    return transactions.atomic_with_retry(leave)
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
