@@ -381,7 +381,11 @@ CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "chatsite")
 # The tasks live in the chat domain's package, not in the app's top module where
 # autodiscovery looks (their names stay "conversations.tasks.*").
-CELERY_IMPORTS = ["conversations.chat.tasks", "conversations.privacy.tasks"]
+CELERY_IMPORTS = [
+    "conversations.chat.tasks",
+    "conversations.privacy.tasks",
+    "conversations.accounts.tasks",
+]
 CELERY_BEAT_SCHEDULE = {
     "sweep-completions": {
         "task": "conversations.tasks.sweep_completions",
@@ -391,6 +395,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "conversations.tasks.retention_purge",
         "schedule": RETENTION_PURGE_INTERVAL,
     },
+    "sessions-clear": {"task": "conversations.tasks.sessions_clear", "schedule": 24 * 3600.0},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from conversations.accounts import admin as accounts_admin
 from conversations.api import admin as api_admin
 from conversations.billing import admin as billing_admin
+from conversations.privacy import admin as privacy_admin
 from conversations.review import admin as review_admin
 from conversations.sharing import admin as sharing_admin
 
@@ -15,4 +16,11 @@ admin.site.site_title = _("chatsite admin")
 # width from the lists (the conversation list's columns were squeezed one word a line).
 admin.site.enable_nav_sidebar = False
 
-__all__ = ["accounts_admin", "api_admin", "billing_admin", "review_admin", "sharing_admin"]
+__all__ = [
+    "accounts_admin",
+    "api_admin",
+    "billing_admin",
+    "privacy_admin",
+    "review_admin",
+    "sharing_admin",
+]

@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("conversations.portability.urls")),
     path("", include("conversations.sharing.urls")),
     path("", include("conversations.review.urls")),
+    path("", include("conversations.privacy.urls")),
 ]

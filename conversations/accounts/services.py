@@ -4,12 +4,14 @@ invitations, and approval of accounts that wait for it.
 Sign-up modes: "open" (anyone; the default), "approval" (the account is made inactive,
 with a PendingAccount row, until staff approve it), "invite" (a valid, unused, unexpired
 invitation code is needed and is used up) and "closed". Rejecting a pending account
-deletes it: it never had access, and its username becomes free again.
+deletes it: it never had access, and its username becomes free again. An account being
+deleted (privacy.services) is first locked out everywhere at once (`account_lock`).
 """
 
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -62,3 +64,18 @@ def accounts_reject(*, pending: QuerySet[PendingAccount]) -> int:
         user_ids = list(pending.filter(user__is_active=False).values_list("user_id", flat=True))
         get_user_model().objects.filter(pk__in=user_ids, is_active=False).delete()
     return len(user_ids)
+
+
+def account_lock(*, user: AbstractBaseUser) -> None:
+    """Log the user out everywhere at once, for good: the account is made inactive, with
+    an unusable password. Every request loads the session's user from the database (its
+    session from the cache or the database alike) and refuses an inactive one, or one whose
+    password no longer matches the session's hash of it: each session of theirs stops
+    authenticating now, their keys stop (api.services.key_authenticate) and no log-in works.
+
+    Sessions have no per-user index, and finding their rows would mean decoding every
+    session: the rows of their other sessions stay (the user's id, no content) until they
+    expire and `clearsessions` removes them."""
+    get_user_model().objects.filter(pk=user.pk).update(
+        is_active=False, password=make_password(None)
+    )

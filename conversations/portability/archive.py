@@ -4,12 +4,13 @@ streamed as it is written: never built in memory or on disk.
 An async generator, because the site runs under ASGI and Django's StreamingHttpResponse
 would read a sync iterator into a list there. Each batch of conversations is read and
 formatted in a thread (`sync_to_async`); zipfile writes into a write-only, non-seekable
-pipe, whose bytes go out after each file."""
+pipe, whose bytes go out after each file. `extra` adds files of the caller's after the
+conversations (the account download: privacy/exports.py)."""
 
 from __future__ import annotations
 
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 
 from asgiref.sync import sync_to_async
@@ -60,8 +61,13 @@ def _batch_files(user_id: int, after: int) -> tuple[int, list[tuple[zipfile.ZipI
     return after, [(info, text.encode()) for info, text in files]
 
 
-async def chats_zip(user_id: int) -> AsyncIterator[bytes]:
-    """The ZIP of every conversation of the user, archived ones included, in id order."""
+# More files for the ZIP: (name, content), made in a thread once the conversations are in.
+ExtraFiles = Callable[[], Iterable[tuple[str, bytes]]]
+
+
+async def chats_zip(user_id: int, *, extra: ExtraFiles | None = None) -> AsyncIterator[bytes]:
+    """The ZIP of every conversation of the user, archived ones included, in id order,
+    then the files `extra` returns (dated now)."""
     pipe = _Pipe()
     with zipfile.ZipFile(pipe, mode="w") as archive:
         after = 0
@@ -73,4 +79,10 @@ async def chats_zip(user_id: int) -> AsyncIterator[bytes]:
                 archive.writestr(info, data)
                 yield pipe.take()
             after = last
+        if extra is not None:
+            files = await sync_to_async(lambda: list(extra()))()
+            now = timezone.now()
+            for name, data in files:
+                archive.writestr(_entry(name, now), data)
+                yield pipe.take()
     yield pipe.take()  # the central directory

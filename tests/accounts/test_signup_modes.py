@@ -240,7 +240,7 @@ def test_superusers_set_the_sign_up_mode_in_the_admin(signup_mode, superuser):
     assert (
         "Approval: new accounts wait for an administrator" in admin.get(change_url).content.decode()
     )
-    admin.post(change_url, {"signup_mode": "approval", "max_choices": 4})
+    admin.post(change_url, {"signup_mode": "approval", "max_choices": 4, "staff_reading": "all"})
     assert SiteSettings.objects.get().signup_mode == "approval"
 
 
