@@ -274,6 +274,17 @@ OPENAI_TIMEOUT = envfloat("OPENAI_TIMEOUT", 120.0)
 OPENAI_CONNECT_TIMEOUT = envfloat("OPENAI_CONNECT_TIMEOUT", 10.0)
 CHAT_MODELS = envlist("CHAT_MODELS", "gpt-4o-mini,gpt-4o,gpt-4.1-mini,gpt-3.5-turbo")
 CHAT_DEFAULT_MODEL = os.environ.get("CHAT_DEFAULT_MODEL") or CHAT_MODELS[0]
+# The environment's provider as shown beside its models (providers added in the admin
+# have their own names).
+DEFAULT_PROVIDER_NAME = os.environ.get("DEFAULT_PROVIDER_NAME", "default")
+# Fernet keys for providers' API keys at rest (conversations/providers/secrets.py): the
+# first encrypts, all decrypt; unset, one is derived from the secret key.
+CHATSITE_ENCRYPTION_KEY = envsecret("CHATSITE_ENCRYPTION_KEY")
+# Providers' model lists (GET {base}/models) are read in the background this often, with
+# these short timeouts: no page ever waits on a provider.
+PROVIDER_REFRESH_INTERVAL = envfloat("PROVIDER_REFRESH_INTERVAL", 300.0)
+PROVIDER_MODELS_CONNECT_TIMEOUT = envfloat("PROVIDER_MODELS_CONNECT_TIMEOUT", 3.0)
+PROVIDER_MODELS_TIMEOUT = envfloat("PROVIDER_MODELS_TIMEOUT", 5.0)
 
 # Ask the upstream to stream (Server-Sent Events); replies then appear as they are written.
 UPSTREAM_STREAM = envbool("UPSTREAM_STREAM", True)
@@ -385,6 +396,7 @@ CELERY_IMPORTS = [
     "conversations.chat.tasks",
     "conversations.privacy.tasks",
     "conversations.accounts.tasks",
+    "conversations.providers.tasks",
 ]
 CELERY_BEAT_SCHEDULE = {
     "sweep-completions": {
@@ -396,6 +408,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": RETENTION_PURGE_INTERVAL,
     },
     "sessions-clear": {"task": "conversations.tasks.sessions_clear", "schedule": 24 * 3600.0},
+    "providers-refresh": {
+        "task": "conversations.tasks.providers_refresh",
+        "schedule": PROVIDER_REFRESH_INTERVAL,
+    },
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

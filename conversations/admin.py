@@ -7,6 +7,7 @@ from conversations.accounts import admin as accounts_admin
 from conversations.api import admin as api_admin
 from conversations.billing import admin as billing_admin
 from conversations.privacy import admin as privacy_admin
+from conversations.providers import admin as providers_admin
 from conversations.review import admin as review_admin
 from conversations.sharing import admin as sharing_admin
 
@@ -21,6 +22,7 @@ __all__ = [
     "api_admin",
     "billing_admin",
     "privacy_admin",
+    "providers_admin",
     "review_admin",
     "sharing_admin",
 ]

@@ -5,6 +5,7 @@ from conversations.accounts.models import Invitation, PendingAccount, SiteSettin
 from conversations.api.models import ApiKey
 from conversations.billing.models import BudgetPeriod, ModelPrice, UsageDay, UserBudget
 from conversations.chat.models import Completion, Conversation, Message
+from conversations.providers.models import Provider, ProviderModel
 from conversations.review.models import AuditEvent, AuditSubject
 from conversations.sharing.models import ShareLink
 
@@ -19,6 +20,8 @@ __all__ = [
     "Message",
     "ModelPrice",
     "PendingAccount",
+    "Provider",
+    "ProviderModel",
     "ShareLink",
     "SiteSettings",
     "UsageDay",

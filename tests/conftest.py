@@ -150,6 +150,22 @@ def simulator_server() -> Iterator[simulator_module.SimulatorServer]:
     server.server_close()
 
 
+@pytest.fixture(scope="session")
+def second_simulator_server() -> Iterator[simulator_module.SimulatorServer]:
+    """Another simulator: a second provider (tests of several providers)."""
+    server = simulator_module.start_in_thread()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def second_simulator(second_simulator_server) -> Simulator:
+    handle = Simulator(second_simulator_server.base_url)
+    handle.reset()
+    return handle
+
+
 @pytest.fixture
 def simulator(simulator_server, settings) -> Simulator:
     """A fresh simulator state, with the app's settings pointing at it."""

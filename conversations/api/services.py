@@ -243,7 +243,12 @@ def call_settle(
         {
             "index": choice.index,
             "finish_reason": choice.finish_reason,
-            "message": {"role": choice.role, "content": choice.content},
+            "message": {
+                "role": choice.role,
+                "content": choice.content,
+                # The reasoning the provider sent beside it, kept apart as it came.
+                **({"reasoning_content": choice.reasoning} if choice.reasoning else {}),
+            },
         }
         for choice in sorted(response.choices, key=lambda c: c.index)
     ]

@@ -133,6 +133,7 @@ def reserve(
     at: datetime,
     limits: Limits | None = None,
     saved_note: bool = True,
+    provider_id: int | None = None,
 ) -> Reservation:
     """Reserve what a call about to be queued may use, or raise BudgetExceeded. Runs in
     the transaction that queues it (the period row stays locked until it commits).
@@ -142,7 +143,7 @@ def reserve(
     if not limits.any:
         return Reservation()
     tokens = reservation_tokens(body)
-    cost = pricing.worst_case_cost(model=model, tokens=tokens, at=at)
+    cost = pricing.worst_case_cost(model=model, tokens=tokens, at=at, provider_id=provider_id)
     period = _locked_period(user_id, month_of(at))
     _check(period, limits, tokens, cost, saved_note=saved_note)
     BudgetPeriod.objects.filter(pk=period.pk).update(

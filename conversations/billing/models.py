@@ -10,6 +10,15 @@ class ModelPrice(models.Model):
     """A model's price from `valid_from` on; the newest row not in the future applies."""
 
     model = models.CharField(_("model"), max_length=100)
+    # Prices key on provider and model; None is the environment's own provider.
+    provider = models.ForeignKey(
+        "conversations.Provider",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="prices",
+        verbose_name=_("provider"),
+    )
     prompt_price_per_million = models.DecimalField(
         _("price per 1M prompt tokens"), max_digits=12, decimal_places=6
     )
@@ -24,7 +33,9 @@ class ModelPrice(models.Model):
         verbose_name_plural = _("model prices")
         ordering = ["model", "-valid_from"]
         constraints = [
-            models.UniqueConstraint(fields=["model", "valid_from"], name="price_model_valid_from"),
+            models.UniqueConstraint(
+                fields=["provider", "model", "valid_from"], name="price_provider_model_from"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -91,6 +102,7 @@ class UsageDay(models.Model):
     )
     day = models.DateField(_("day"))
     model = models.CharField(_("model asked for"), max_length=100)
+    provider_name = models.CharField(_("provider"), max_length=100, blank=True, default="")
     source = models.CharField(_("source"), max_length=8)
     # Blank when none of the calls had a price.
     currency = models.CharField(_("currency"), max_length=3, blank=True)
@@ -116,7 +128,8 @@ class UsageDay(models.Model):
         # by the code that writes them: NULLs never clash in a unique index).
         constraints = [
             models.UniqueConstraint(
-                fields=["user", "day", "model", "source", "currency"], name="usage_day_one_row"
+                fields=["user", "day", "model", "provider_name", "source", "currency"],
+                name="usage_day_one_row",
             ),
         ]
 

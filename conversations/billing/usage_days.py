@@ -37,7 +37,7 @@ def _grouped(completions: QuerySet) -> QuerySet:
     return (
         completions.order_by()
         .annotate(usage_day=day)
-        .values("user_id", "usage_day", "model", "source", "currency")
+        .values("user_id", "usage_day", "model", "provider_name", "source", "currency")
         .annotate(
             n_failed=Count("pk", filter=Q(status="failed")),
             n_title_calls=Count("pk", filter=Q(purpose="title")),
@@ -65,6 +65,7 @@ def usage_fold(*, completions: QuerySet, anonymous: bool = False) -> int:
                 "user_id": None if anonymous else group["user_id"],
                 "day": group["usage_day"],
                 "model": group["model"],
+                "provider_name": group["provider_name"],
                 "source": group["source"],
                 "currency": group["currency"],
             }

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
 from conversations.accounts.selectors import site_settings
+from conversations.providers import catalog
 from conversations.shared.forms import Form
 from conversations.upstream.protocol import MAX_CHOICES, MAX_STOP_SEQUENCES, MAX_TOKENS_LIMIT
 
@@ -77,10 +77,27 @@ def _choices(most: int) -> forms.IntegerField:
     )
 
 
+class ModelSelect(forms.Select):
+    """The Model select: models grouped by provider, the ones that cannot be used now
+    greyed out (disabled) with the provider's last error as their title."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unavailable: dict[str, str] = {}
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        if value in self.unavailable:
+            option["attrs"]["title"] = self.unavailable[value]
+            if not selected:
+                option["attrs"]["disabled"] = True
+        return option
+
+
 class SettingsForm(Form):
     """A conversation's model and generation parameters; empty means "not set"."""
 
-    model = forms.ChoiceField(label=_("Model"))
+    model = forms.ChoiceField(label=_("Model"), widget=ModelSelect)
     system_prompt = forms.CharField(
         label=_("System prompt"), required=False, widget=forms.Textarea(attrs={"rows": 3})
     )
@@ -106,13 +123,49 @@ class SettingsForm(Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        models = list(settings.CHAT_MODELS)
+        offers = catalog.offers()
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for offer in offers:
+            label = (
+                offer.label
+                if offer.available
+                else _("%(model)s (unavailable)") % {"model": offer.label}
+            )
+            groups.setdefault(offer.provider_name, []).append((offer.key, label))
         current = self.initial.get("model")
         # A conversation on a model no longer offered still shows what it uses.
-        if current and current not in models:
-            models.insert(0, current)
-        self.fields["model"].choices = [(m, m) for m in models]
+        if current and current not in {offer.key for offer in offers}:
+            groups = {"": [(current, current)], **groups}
+        choices = list(groups.items())
+        # One provider: a plain list (no group heading).
+        self.fields["model"].choices = choices[0][1] if len(choices) == 1 else choices
+        self.fields["model"].widget.unavailable = {
+            offer.key: offer.error for offer in offers if not offer.available
+        }
         self.fields["n"] = _choices(site_settings().max_choices)
+
+    def clean_model(self) -> str:
+        key = self.cleaned_data["model"]
+        offer = catalog.by_key(key)
+        if offer is not None and not offer.available and key != self.initial.get("model"):
+            raise ValidationError(
+                _("%(model)s is unavailable right now (%(error)s)."),
+                params={"model": offer.label, "error": offer.error},
+                code="model_unavailable",
+            )
+        return key
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        # The select's value names the provider too ("<provider id>:<model>").
+        key = cleaned.get("model")
+        if key is not None:
+            offer = catalog.by_key(key)
+            if offer is not None:
+                cleaned["model"], cleaned["provider_id"] = offer.model, offer.provider_id
+            else:
+                cleaned["provider_id"] = self.initial.get("provider_id")
+        return cleaned
 
     @classmethod
     def for_conversation(cls, conversation: Conversation, data: Any = None) -> SettingsForm:
@@ -124,6 +177,10 @@ class SettingsForm(Form):
             )
         }  # fmt: skip
         initial["stop"] = "\n".join(conversation.stop or [])
+        # The select's value for the conversation's model (`Offer.key`).
+        initial["provider_id"] = conversation.provider_id
+        if conversation.provider_id is not None:
+            initial["model"] = f"{conversation.provider_id}:{conversation.model}"
         return cls(data, initial=initial, prefix="settings")
 
     def clean_stop(self) -> list[str]:

@@ -2,9 +2,11 @@
 
 The page appends each `text-<i>` event's data to choice i as plain text and replaces the
 text with a `reset-<i>` event's (a late reader's whole text so far, or a retry starting
-again); nothing is rendered until the `done` event brings the ended reply's HTML, made
-once by the worker. With Redis every text event carries an `id`, so a reader that
-reconnects (`Last-Event-ID`) goes on from there and never shows text twice.
+again); a choice's text starts with its reasoning in a <think> block when it has some
+(services/attempts.py), which the page shows apart, as "Thinking". Nothing is rendered
+until the `done` event brings the ended reply's HTML, made once by the worker. With
+Redis every text event carries an `id`, so a reader that reconnects (`Last-Event-ID`)
+goes on from there and never shows text twice.
 
 The stream is served by `application`, ahead of Django (chatsite/asgi.py): its URL carries
 a signed token for that user, session, completion and language, so no middleware, session

@@ -24,6 +24,16 @@ class Conversation(models.Model):
     # SQL) get it too.
     title_is_auto = models.BooleanField(_("title made by the site"), default=True, db_default=True)
     model = models.CharField(_("model"), max_length=100)
+    # Who serves the model: None for the environment's own provider (OPENAI_BASE_URL).
+    # A provider's deletion leaves its chats readable, on the default provider.
+    provider = models.ForeignKey(
+        "conversations.Provider",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversations",
+        verbose_name=_("provider"),
+    )
     system_prompt = models.TextField(_("system prompt"), blank=True)
     # Generation parameters: null means "not set", and unset ones are not sent.
     temperature = models.FloatField(_("temperature"), null=True, blank=True)
@@ -163,6 +173,8 @@ class Message(models.Model):
     )
     role = models.CharField(_("role"), max_length=16, choices=Role.choices)
     content = models.TextField(_("content"), blank=True)
+    # A reply's reasoning ("Thinking"), apart from its content: shown, never sent back.
+    reasoning = models.TextField(_("reasoning"), blank=True, default="", db_default="")
     # The sanitized HTML of a finished reply, made once when it is saved (pages read it).
     html = models.TextField(blank=True, editable=False)
     # The message this one follows (None for a first turn): messages form a tree, each
@@ -278,6 +290,19 @@ class Completion(models.Model):
         Message, on_delete=models.CASCADE, related_name="replies", null=True, blank=True
     )
     model = models.CharField(_("model asked for"), max_length=100)
+    # The provider called (None: the environment's own), and its name when it was called,
+    # which reports show after the provider is renamed or deleted.
+    provider = models.ForeignKey(
+        "conversations.Provider",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="completions",
+        verbose_name=_("provider"),
+    )
+    provider_name = models.CharField(
+        _("provider"), max_length=100, blank=True, default="", db_default=""
+    )
     purpose = models.CharField(
         _("purpose"),
         max_length=8,

@@ -8,6 +8,7 @@ import random
 from celery import shared_task
 from django.conf import settings
 
+from conversations.providers.services import provider_call_succeeded
 from conversations.upstream.protocol import UpstreamError
 
 from . import replies
@@ -49,8 +50,11 @@ def _run_completion(completion_id: int) -> Outcome:
         logger.exception("Completion %s attempt %s broke", completion_id, claim.completion.attempts)
         attempts.completion_attempt_discard(claim=claim)
         return _after_failure(claim, completions.internal_error(exc))
-    if outcome == Outcome.SUCCEEDED and replies.title_coming(claim.completion):
-        titles.title_enqueue(completion_id)
+    if outcome == Outcome.SUCCEEDED:
+        # The provider's health: its last successful call.
+        provider_call_succeeded(provider_id=claim.completion.provider_id)
+        if replies.title_coming(claim.completion):
+            titles.title_enqueue(completion_id)
     return outcome
 
 

@@ -196,7 +196,7 @@ def message_send(request: HttpRequest, pk: int) -> HttpResponse:
             message, completion = services.message_send(
                 owner=request.user, conversation_id=pk, content=form.cleaned_data["content"]
             )
-        except BudgetExceeded as error:
+        except (BudgetExceeded, services.ModelUnavailable) as error:
             # The message is saved but nothing was queued: show both.
             if not request.htmx:
                 messages.error(request, " ".join(_messages_of(error)))
@@ -381,7 +381,7 @@ def message_edit(request: HttpRequest, pk: int, mid: int) -> HttpResponse:
             message_id=mid,
             content=form.cleaned_data["content"],
         )
-    except BudgetExceeded as error:
+    except (BudgetExceeded, services.ModelUnavailable) as error:
         # The new version is saved but no reply was asked for: show both.
         text = " ".join(_messages_of(error))
         if not request.htmx:

@@ -26,7 +26,7 @@ def _time(moment: datetime | None) -> str | None:
 
 
 def _message_data(message: Message) -> dict[str, Any]:
-    return {
+    data = {
         "id": message.pk,
         "parent_id": message.parent_id,
         "position": message.position,
@@ -39,6 +39,9 @@ def _message_data(message: Message) -> dict[str, Any]:
         "created_at": _time(message.created_at),
         "completion_id": message.completion_id,
     }
+    if message.role == Message.Role.ASSISTANT and message.reasoning:
+        data["reasoning"] = message.reasoning  # what the model thought before answering
+    return data
 
 
 def _completion_data(completion: Completion) -> dict[str, Any]:

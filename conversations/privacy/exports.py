@@ -25,7 +25,7 @@ from conversations.usage.tables import HEADERS, METRIC_COLUMNS, NUMERIC, table
 from . import selectors
 
 DAY_KEYS = ["day", *METRIC_COLUMNS]
-MODEL_KEYS = ["model", "source", *METRIC_COLUMNS]
+MODEL_KEYS = ["model", "provider", "source", *METRIC_COLUMNS]
 
 
 def account_zip(user_id: int) -> AsyncIterator[bytes]:

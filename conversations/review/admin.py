@@ -482,6 +482,7 @@ class CompletionAdmin(ChatContentAdmin):
         "source",
         "user",
         "model",
+        "provider_name",
         "total_tokens",
         "latency_ms",
         "attempts",
@@ -493,6 +494,7 @@ class CompletionAdmin(ChatContentAdmin):
         "purpose",
         "source",
         "model",
+        "provider_name",
         "queued_at",
         ("user", admin.RelatedOnlyFieldListFilter),
     )
@@ -516,6 +518,7 @@ class CompletionAdmin(ChatContentAdmin):
                     "user",
                     "request_message",
                     "model",
+                    "provider_name",
                     "purpose",
                     "status",
                     "attempts",

@@ -3,6 +3,7 @@ the few inline SVG icons."""
 
 import functools
 from datetime import UTC
+from typing import NamedTuple
 
 from django import template
 from django.conf import settings
@@ -14,7 +15,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from conversations.chat import live
+from conversations.chat.models import Message
 from conversations.shared.rendering import render_markdown, render_plain
+from conversations.upstream.protocol import split_reasoning
 
 register = template.Library()
 
@@ -41,6 +44,24 @@ def markdown(text: str) -> SafeString:
 @register.simple_tag
 def plain(text: str) -> SafeString:
     return render_plain(text)
+
+
+class LiveParts(NamedTuple):
+    reasoning: str
+    answer: str
+
+
+@register.simple_tag
+def live_parts(choices, index: int) -> LiveParts:
+    """The reasoning and the answer so far of choice `index` of a reply being written: a
+    streaming row holds its tagged text (reasoning in a leading <think> block), an ended
+    one each part in its own column."""
+    for choice in choices:
+        if choice.choice_index == index:
+            if choice.status == Message.Status.STREAMING:
+                return LiveParts(*split_reasoning(choice.content))
+            return LiveParts(choice.reasoning, choice.content)
+    return LiveParts("", "")
 
 
 @register.simple_tag

@@ -1,6 +1,6 @@
 """The Chat Completions protocol as plain data (no Django, no HTTP here): parameters and
-their ranges, the request body, the response and its errors, and cleaning what a server
-sent so that any database can store it."""
+their ranges, the request body, the response and its errors, cleaning what a server
+sent so that any database can store it, and telling a reply's reasoning from its answer."""
 
 from __future__ import annotations
 
@@ -129,9 +129,11 @@ class StreamInterrupted(RetryableError):
 @dataclass
 class Choice:
     index: int
-    content: str
+    content: str  # the answer only
     finish_reason: str | None
     role: str = "assistant"
+    # What the model thought before answering ("Thinking"): never sent back to it.
+    reasoning: str = ""
 
 
 @dataclass
@@ -278,22 +280,112 @@ def error_for_answer(
     return PermanentError(message, error_type=f"http_{status}", http_status=status)
 
 
+# --- Reasoning: `reasoning_content` beside the content, or a leading <think> block in it ---
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+
+
+def _tag_start_at_end(text: str, tag: str) -> int:
+    """How many of `text`'s last characters are the start of `tag` (0 when none are)."""
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:size]):
+            return size
+    return 0
+
+
+class ThinkSplitter:
+    """A reply's content as it comes, told apart: a leading `<think>…</think>` block (after
+    any whitespace) is reasoning, the rest the answer; a block that never ends is all
+    reasoning. Text that may still turn out to be a tag waits for the next piece."""
+
+    START, OPENING, THINKING, CLOSING, ANSWER = range(5)
+
+    def __init__(self) -> None:
+        self.state = self.START
+        self.held = ""
+
+    def feed(self, text: str) -> tuple[str, str]:
+        """The reasoning and the answer that `text` adds."""
+        reasoning = answer = ""
+        text, self.held = self.held + text, ""
+        while text:
+            if self.state == self.START:
+                head = text.lstrip()
+                if head.startswith(THINK_OPEN):
+                    self.state, text = self.OPENING, head[len(THINK_OPEN) :]
+                elif THINK_OPEN.startswith(head):  # only whitespace, or the tag's start
+                    self.held, text = text, ""
+                else:
+                    self.state = self.ANSWER
+            elif self.state in (self.OPENING, self.CLOSING):
+                # The line breaks that follow either tag are not part of what they bound.
+                text = text.lstrip()
+                if text:
+                    self.state = self.THINKING if self.state == self.OPENING else self.ANSWER
+            elif self.state == self.THINKING:
+                end = text.find(THINK_CLOSE)
+                if end >= 0:
+                    reasoning += text[:end]
+                    self.state, text = self.CLOSING, text[end + len(THINK_CLOSE) :]
+                else:
+                    keep = _tag_start_at_end(text, THINK_CLOSE)
+                    reasoning += text[: len(text) - keep]
+                    self.held, text = text[len(text) - keep :], ""
+            else:
+                answer, text = answer + text, ""
+        return reasoning, answer
+
+    def finish(self) -> tuple[str, str]:
+        """What was held back, once the content has ended: the reasoning and the answer."""
+        held = self.held
+        if self.state == self.THINKING:
+            return held, ""
+        return "", held if self.state == self.START else ""
+
+
+def split_reasoning(text: str) -> tuple[str, str]:
+    """A whole content's reasoning (its leading <think> block) and its answer."""
+    splitter = ThinkSplitter()
+    reasoning, answer = splitter.feed(text)
+    more_reasoning, more_answer = splitter.finish()
+    return (reasoning + more_reasoning).strip(), answer + more_answer
+
+
+def reasoning_field(fields: dict[str, Any]) -> str:
+    """The reasoning a message or a delta carries beside its content: `reasoning_content`
+    (DeepSeek, vLLM and most servers) or a `reasoning` string (OpenRouter, newer vLLM)."""
+    value = fields.get("reasoning_content")
+    if value is None and isinstance(fields.get("reasoning"), str):
+        value = fields["reasoning"]
+    return clean_text(value)
+
+
+def join_reasoning(*parts: str) -> str:
+    return "\n\n".join(part for part in (p.strip() for p in parts) if part)
+
+
+def _choice(choice: dict[str, Any], position: int) -> Choice:
+    message = choice.get("message") or {}
+    thought, content = split_reasoning(clean_text(message.get("content")))
+    return Choice(
+        index=choice_index(choice.get("index", position)),
+        content=content,
+        role=short_text(message.get("role") or "assistant", 16),
+        finish_reason=finish_reason_of(choice.get("finish_reason")),
+        reasoning=join_reasoning(reasoning_field(message), thought),
+    )
+
+
 def parse_response(data: Any, *, http_status: int = 200, latency_ms: int = 0) -> ChatResponse:
-    """Turn a decoded JSON body into a ChatResponse, its text cleaned (`clean_text`) and its
-    short fields cut to size. A 200 carrying an `error` object raises it with the upstream's
-    own message; a body of the wrong shape is retryable."""
+    """Turn a decoded JSON body into a ChatResponse, its text cleaned (`clean_text`), each
+    choice's reasoning apart from its answer, and its short fields cut to size. A 200
+    carrying an `error` object raises it with the upstream's own message; a body of the
+    wrong shape is retryable."""
     if isinstance(data, dict) and data.get("error") and not data.get("choices"):
         raise error_in_body(data["error"], http_status=http_status)
     try:
-        choices = [
-            Choice(
-                index=choice_index(choice.get("index", position)),
-                content=clean_text((choice.get("message") or {}).get("content")),
-                role=short_text((choice.get("message") or {}).get("role") or "assistant", 16),
-                finish_reason=finish_reason_of(choice.get("finish_reason")),
-            )
-            for position, choice in enumerate(data["choices"])
-        ]
+        choices = [_choice(choice, position) for position, choice in enumerate(data["choices"])]
         return ChatResponse(
             id=short_text(data.get("id") or "", ID_LENGTH),
             created=whole_number(data.get("created")),

@@ -10,6 +10,12 @@ from typing import Any
 
 SIMULATED_MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-3.5-turbo"]
 ECHO_PREFIX = "/echo "
+# Reasoning on cue: "/think R /answer A" thinks R (`reasoning_content`, beside the content)
+# then answers A; "/thinktag R /answer A" answers "<think>R</think>A" in the content, as
+# Qwen and the DeepSeek-R1 distills do. Without "/answer", the answer is the usual reply.
+THINK_PREFIX = "/think "
+THINK_TAG_PREFIX = "/thinktag "
+ANSWER_MARK = "/answer"
 WORDS = (
     "the model considers your question carefully and answers with a short simulated "
     "reply that is made offline from the words of the conversation so every path "
@@ -32,15 +38,50 @@ def prompt_tokens(messages: list[dict[str, Any]]) -> int:
     return sum(count_tokens(str(m.get("content", ""))) + 3 for m in messages) + 3
 
 
-def reply_text(messages: list[dict[str, Any]], choice: int, *, rich: bool = False) -> str:
-    """The full (uncut) reply for a conversation; `/echo X` answers exactly X. `rich` adds
-    two Markdown blocks picked by the conversation (a list, a table, code, a link), so a
-    new user sees what the page renders."""
-    last_user = next(
+def _last_user(messages: list[dict[str, Any]]) -> str:
+    return next(
         (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
     )
+
+
+def _thought(text: str, prefix: str) -> tuple[str, str]:
+    """A thinking cue's reasoning and answer ("" when it names none)."""
+    reasoning, _, answer = text[len(prefix) :].partition(ANSWER_MARK)
+    return reasoning.strip(), answer.strip()
+
+
+def reasoning_text(messages: list[dict[str, Any]]) -> str:
+    """The reasoning sent beside the content (`reasoning_content`): R of "/think R", else
+    none."""
+    last_user = _last_user(messages)
+    if last_user.startswith(THINK_PREFIX):
+        return _thought(last_user, THINK_PREFIX)[0]
+    return ""
+
+
+def reply_text(messages: list[dict[str, Any]], choice: int, *, rich: bool = False) -> str:
+    """The full (uncut) reply for a conversation; `/echo X` answers exactly X; `/think R
+    /answer A` answers A (R goes beside it: `reasoning_text`) and `/thinktag R /answer A`
+    answers "<think>R</think>A". `rich` adds two Markdown blocks picked by the conversation
+    (a list, a table, code, a link), so a new user sees what the page renders."""
+    last_user = _last_user(messages)
     if last_user.startswith(ECHO_PREFIX):
         return last_user[len(ECHO_PREFIX) :]
+    for prefix in (THINK_TAG_PREFIX, THINK_PREFIX):
+        if last_user.startswith(prefix):
+            reasoning, answer = _thought(last_user, prefix)
+            if not answer:
+                answer = _made_up(messages, choice, last_user, rich=rich)
+            if prefix == THINK_TAG_PREFIX:
+                return f"<think>\n{reasoning}\n</think>\n\n{answer}"
+            return answer
+    return _made_up(messages, choice, last_user, rich=rich)
+
+
+def _made_up(
+    messages: list[dict[str, Any]], choice: int, last_user: str, *, rich: bool = False
+) -> str:
+    """The usual reply: words picked by the conversation, and what it was about."""
     system = next((str(m.get("content")) for m in messages if m.get("role") == "system"), "")
     if "short title" in system.lower():
         return _title(last_user)

@@ -2,6 +2,13 @@
 
 Deterministic replies that depend on the conversation, usage counted from the
 text, `n`, `stop` and `max_tokens` honoured, `stream: true` as Server-Sent Events.
+
+Cues in the last user message (simulated_text.reply_text):
+  /echo X                answers exactly X
+  /think R /answer A     thinks R (`reasoning_content`: streamed deltas before the
+                         answer's, or the message's field), then answers A
+  /thinktag R /answer A  answers "<think>R</think>A" in the content (Qwen, R1 distills)
+Without "/answer", a thinking cue's answer is the usual reply.
 Tests and benchmarks steer it through `/_control` (faults, delays) and read what
 it saw from `/_requests` and `/_stats` (`timings`: id, received, answered and, for
 streamed replies, first_token, as Unix times). It is never presented as a real model.
@@ -41,6 +48,7 @@ from .simulated_text import (
     count_tokens,
     error_object,
     prompt_tokens,
+    reasoning_text,
     replies_for,
     split_tokens,
 )
@@ -193,9 +201,13 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._error(400, "'model' and a non-empty 'messages' list are required.")
             return
         replies = replies_for(body, fault, rich=self.server.rich)
+        # Every choice thinks the same, and its reasoning is billed as its answer is.
+        self._reasoning = reasoning_text(messages)
         usage = {
             "prompt_tokens": prompt_tokens(messages),
-            "completion_tokens": sum(count_tokens(str(text)) for text, _ in replies),
+            "completion_tokens": sum(
+                count_tokens(str(text)) + count_tokens(self._reasoning) for text, _ in replies
+            ),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         meta = {
@@ -267,7 +279,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             "choices": [
                 {
                     "index": i,
-                    "message": {"role": "assistant", "content": text},
+                    "message": {
+                        "role": "assistant",
+                        "content": text,
+                        **({"reasoning_content": self._reasoning} if self._reasoning else {}),
+                    },
                     "finish_reason": finish,
                 }
                 for i, (text, finish) in enumerate(replies)
@@ -328,11 +344,17 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             state.bump("streams_disconnected")
 
     def _tokens(self, replies: list[tuple[Any, str]], fault: dict[str, Any] | None) -> bool:
-        """Every choice's text, a token per event; False when a fault broke the stream."""
+        """Every choice's reasoning then its text, a token per event; False when a fault
+        broke the stream."""
         state = self.server.state
         break_after = int(fault.get("after_tokens", 3)) if self._kind == "break_stream" else None
+        thought = [{"reasoning_content": p} for p in split_tokens(self._reasoning)]
         # A reply that is not text goes out as one delta, as a hostile server would.
-        pieces = [split_tokens(text) if isinstance(text, str) else [text] for text, _ in replies]
+        pieces = [
+            thought
+            + [{"content": p} for p in (split_tokens(text) if isinstance(text, str) else [text])]
+            for text, _ in replies
+        ]
         for step in range(max((len(p) for p in pieces), default=0)):
             if break_after is not None and step >= break_after:
                 # Drop the connection mid-reply, as a crashed proxy would.
@@ -342,7 +364,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                 time.sleep(state.token_delay)
             self._event(
                 [
-                    {"index": i, "delta": {"content": p[step]}, "finish_reason": None}
+                    {"index": i, "delta": p[step], "finish_reason": None}
                     for i, p in enumerate(pieces)
                     if step < len(p)
                 ]

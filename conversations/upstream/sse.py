@@ -1,5 +1,5 @@
 """A streamed reply: the `data:` payloads of Server-Sent Events as they arrive, and the
-reply they add up to."""
+reply they add up to (each choice's reasoning apart from its answer)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,20 @@ from .protocol import (
     ID_LENGTH,
     MODEL_LENGTH,
     OBJECT_LENGTH,
+    THINK_CLOSE,
+    THINK_OPEN,
     ChatResponse,
     Choice,
     StreamInterrupted,
+    ThinkSplitter,
     Usage,
     choice_index,
     clean_text,
     error_in_body,
     finish_reason_of,
+    join_reasoning,
     parse_usage,
+    reasoning_field,
     short_text,
     whole_number,
 )
@@ -30,11 +35,19 @@ from .protocol import (
 
 @dataclass
 class StreamDelta:
-    """One piece of a streamed reply: text added to choice `index`."""
+    """One piece of a streamed reply: text added to choice `index`, its answer (`content`)
+    and its reasoning apart. `tagged` is the piece of the choice's one text with both:
+    the reasoning in a leading <think> block, then the answer (what a live copy carries)."""
 
     index: int
     content: str = ""
     finish_reason: str | None = None
+    reasoning: str = ""
+    tagged: str = ""
+
+
+# Where a choice's tagged text is: no <think> block yet, inside it, or past it (the answer).
+UNTAGGED, IN_THOUGHT, ANSWERING = range(3)
 
 
 @dataclass
@@ -45,10 +58,14 @@ class StreamState:
     created: int | None = None
     model: str = ""
     object: str = ""
-    contents: dict[int, str] = field(default_factory=dict)
+    contents: dict[int, str] = field(default_factory=dict)  # answers only
+    reasonings: dict[int, str] = field(default_factory=dict)
     finish_reasons: dict[int, str | None] = field(default_factory=dict)
     usage: Usage | None = None
     done: bool = False
+    # Each choice's content split as it comes (a <think> block in it is reasoning).
+    splitters: dict[int, ThinkSplitter] = field(default_factory=dict)
+    tags: dict[int, int] = field(default_factory=dict)
 
     def apply(self, chunk: dict[str, Any]) -> list[StreamDelta]:
         """Take one chunk in (cleaned as `parse_response` cleans); ValueError, TypeError,
@@ -63,14 +80,40 @@ class StreamState:
         deltas = []
         for position, choice in enumerate(chunk.get("choices") or []):
             index = choice_index(choice.get("index", position))
-            text = clean_text((choice.get("delta") or {}).get("content"))
+            delta = choice.get("delta") or {}
+            splitter = self.splitters.setdefault(index, ThinkSplitter())
+            thought, text = splitter.feed(clean_text(delta.get("content")))
+            reasoning = reasoning_field(delta) + thought
             finish_reason = finish_reason_of(choice.get("finish_reason"))
             self.contents[index] = self.contents.get(index, "") + text
+            self.reasonings[index] = self.reasonings.get(index, "") + reasoning
             self.finish_reasons.setdefault(index, None)
             if finish_reason:
                 self.finish_reasons[index] = finish_reason
-            deltas.append(StreamDelta(index, text, finish_reason))
+            tagged = self._tagged(index, reasoning, text)
+            deltas.append(StreamDelta(index, text, finish_reason, reasoning, tagged))
         return deltas
+
+    def _tagged(self, index: int, reasoning: str, text: str) -> str:
+        """The piece of the choice's tagged text. Reasoning that comes after the answer has
+        begun is kept (`reasonings`) but left out of it: it would no longer lead."""
+        tag, piece = self.tags.get(index, UNTAGGED), ""
+        if tag == UNTAGGED:
+            reasoning = reasoning.lstrip()  # as a <think> block's line break is dropped
+        if reasoning and tag == UNTAGGED:
+            piece, tag = THINK_OPEN + reasoning, IN_THOUGHT
+        elif reasoning and tag == IN_THOUGHT:
+            piece = reasoning
+        if text:
+            piece += (THINK_CLOSE if tag == IN_THOUGHT else "") + text
+            tag = ANSWERING
+        self.tags[index] = tag
+        return piece
+
+    @property
+    def has_text(self) -> bool:
+        """Whether any of the reply has come (its reasoning counts)."""
+        return any(self.contents.values()) or any(self.reasonings.values())
 
     def take(self, data: str) -> list[StreamDelta]:
         """One event's `data:` payload: "[DONE]" ends the stream (`done`); a chunk adds its
@@ -89,7 +132,7 @@ class StreamState:
             ) from exc
         if isinstance(chunk, dict) and chunk.get("error"):
             error = error_in_body(chunk["error"])
-            if any(self.contents.values()):
+            if self.has_text:
                 raise StreamInterrupted(error.message, error_type="stream_error")
             raise error
         try:
@@ -113,15 +156,25 @@ class StreamState:
         )
 
     def response(self, *, latency_ms: int = 0) -> ChatResponse:
+        """The reply so far as one answer; text a splitter held back (a tag's start that
+        never went on) is in it."""
+        choices = []
+        for i in sorted(self.contents):
+            held = self.splitters[i].finish() if i in self.splitters else ("", "")
+            choices.append(
+                Choice(
+                    index=i,
+                    content=self.contents[i] + held[1],
+                    finish_reason=self.finish_reasons[i],
+                    reasoning=join_reasoning(self.reasonings[i] + held[0]),
+                )
+            )
         return ChatResponse(
             id=self.id,
             created=self.created,
             model=self.model,
             object="chat.completion",
-            choices=[
-                Choice(index=i, content=self.contents[i], finish_reason=self.finish_reasons[i])
-                for i in sorted(self.contents)
-            ],
+            choices=choices,
             usage=self.usage,
             latency_ms=latency_ms,
         )

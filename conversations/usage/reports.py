@@ -200,15 +200,17 @@ def per_day(user_id: int | None, start: date, end: date, *, fill: bool = True) -
 
 
 def per_model(user_id: int | None, start: date, end: date) -> list[dict]:
-    """Rows per model asked for and source (keys `model`, `source`: the browser or the
-    API), most tokens first."""
-    key = ("model", "source")
+    """Rows per model asked for, its provider and source (keys `model`, `provider_name`:
+    "" for the environment's own, `source`: the browser or the API), most tokens first."""
+    key = ("model", "provider_name", "source")
     rows = _merged(
         completions_in(start, end, user_id).values(*key).annotate(**_metrics()),
         days_in(start, end, user_id).values(*key).annotate(**_day_metrics()),
         key=key,
     )
-    rows.sort(key=lambda row: (-row["total_tokens"], row["model"], row["source"]))
+    rows.sort(
+        key=lambda row: (-row["total_tokens"], row["model"], row["provider_name"], row["source"])
+    )
     return rows
 
 
@@ -224,7 +226,12 @@ def _sorted(rows: list[dict], order: str) -> list[dict]:
     """Sort aggregated rows; "no price" last either way, ties by name then model."""
     name, descending = order.removeprefix("-"), order.startswith("-")
     rows.sort(
-        key=lambda row: (row["username"].casefold(), row.get("model", ""), row.get("source", ""))
+        key=lambda row: (
+            row["username"].casefold(),
+            row.get("model", ""),
+            row.get("provider_name", ""),
+            row.get("source", ""),
+        )
     )
     if name == "username":
         return rows[::-1] if descending else rows
@@ -243,7 +250,7 @@ def all_users(
     aggregate groups by user id alone (no join, so PostgreSQL can aggregate in parallel),
     the daily rows of removed calls alike, then the names of those users. The usage of
     deleted accounts is one row with user_id None and no username."""
-    group = ["user_id", *(["model"] if by_model else []), "source"]
+    group = ["user_id", *(["model", "provider_name"] if by_model else []), "source"]
     rows = _merged(
         completions_in(start, end).values(*group).annotate(**_metrics()),
         days_in(start, end).values(*group).annotate(**_day_metrics()),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.http import HttpResponse
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -26,6 +27,7 @@ HEADERS = {
     "day": gettext_lazy("Day"),
     "username": gettext_lazy("User"),
     "model": gettext_lazy("Model"),
+    "provider": gettext_lazy("Provider"),
     "source": gettext_lazy("Source"),
     "requests": gettext_lazy("Requests"),
     "failed": gettext_lazy("Failed"),
@@ -67,6 +69,9 @@ def cell(row: dict[str, Any], key: str, *, grouped: bool = False) -> str:
         return row["day"].isoformat()
     if key == "source":
         return str(SOURCES.get(row["source"], row["source"]))
+    if key == "provider":
+        # "" is the environment's own provider (OPENAI_BASE_URL).
+        return row["provider_name"] or settings.DEFAULT_PROVIDER_NAME
     if key == "username" and row.get("user_id") is None:
         # Their usage outlives them, without their name (privacy: account deletion).
         return _("Deleted accounts")

@@ -31,7 +31,10 @@ def _user_context(user_id: int, form: UsageRangeForm) -> dict[str, Any]:
     """Totals, chart and the per-day and per-model tables of one user."""
     start, end = form.cleaned_data["start"], form.cleaned_data["end"]
     drill = reports.user_drilldown(user_id, start, end)
-    day_keys, model_keys = ["day", *METRIC_COLUMNS], ["model", "source", *METRIC_COLUMNS]
+    day_keys, model_keys = (
+        ["day", *METRIC_COLUMNS],
+        ["model", "provider", "source", *METRIC_COLUMNS],
+    )
     return {
         "start": start,
         "end": end,
@@ -78,7 +81,7 @@ def usage_mine_csv(request: HttpRequest) -> HttpResponse:
         return _bad_range(form)
     start, end = form.cleaned_data["start"], form.cleaned_data["end"]
     if request.GET.get("group") == "model":
-        keys = ["model", "source", *METRIC_COLUMNS]
+        keys = ["model", "provider", "source", *METRIC_COLUMNS]
         rows = reports.per_model(request.user.pk, start, end)
     else:
         keys, rows = ["day", *METRIC_COLUMNS], reports.per_day(request.user.pk, start, end)
@@ -89,7 +92,7 @@ def usage_mine_csv(request: HttpRequest) -> HttpResponse:
 def _all_users_rows(request: HttpRequest, form: UsageRangeForm) -> tuple[list, list[str], str]:
     by_model = request.GET.get("by") == "model"
     order = reports.clean_order(request.GET.get("order", ""), by_model=by_model)
-    keys = ["username", *(["model"] if by_model else []), "source", *METRIC_COLUMNS]
+    keys = ["username", *(["model", "provider"] if by_model else []), "source", *METRIC_COLUMNS]
     start, end = form.cleaned_data["start"], form.cleaned_data["end"]
     return reports.all_users(start, end, by_model=by_model, order=order), keys, order
 

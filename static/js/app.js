@@ -338,13 +338,69 @@
   // A choice's text arrives as plain text: `text-N` adds a piece, `reset-N` is the whole
   // text so far (a late reader's first, or a retry starting again). Added as text nodes,
   // never parsed as HTML; the `done` event then swaps in the rendered reply.
+  // A reasoning model's text starts with its reasoning in a <think> block (the worker
+  // puts reasoning sent apart there too): it goes to the "Thinking" section before the
+  // choice, open while only reasoning has come, closed once the answer begins.
+  const THINK_OPEN = "<think>", THINK_CLOSE = "</think>";
+  const liveTexts = new WeakMap();  // each choice's whole text so far, and what it shows
+
+  function splitThinking(text) {
+    if (!text.startsWith(THINK_OPEN)) return { reasoning: "", answer: text };
+    const rest = text.slice(THINK_OPEN.length);
+    const end = rest.indexOf(THINK_CLOSE);
+    if (end < 0) return { reasoning: rest, answer: "" };
+    return { reasoning: rest.slice(0, end), answer: rest.slice(end + THINK_CLOSE.length) };
+  }
+
+  function thinkingOf(choice) {
+    const section = choice.previousElementSibling;
+    return section && section.matches("details.reasoning") ? section : null;
+  }
+
+  function liveTextOf(choice) {
+    // The page as the server wrote it (before this stream's first event).
+    const section = thinkingOf(choice);
+    const reasoning = section && !section.hidden ? section.querySelector(".reasoning-text").textContent : "";
+    const answer = choice.textContent;
+    const text = reasoning ? THINK_OPEN + reasoning + (answer ? THINK_CLOSE + answer : "") : answer;
+    return { text: text, reasoning: reasoning, answer: answer };
+  }
+
+  function showLive(choice, text) {
+    const shown = liveTexts.get(choice) || liveTextOf(choice);
+    const parts = splitThinking(text);
+    if (parts.answer !== shown.answer) {
+      // Pieces are added as text nodes, never parsed as HTML.
+      if (shown.answer && parts.answer.startsWith(shown.answer)) choice.append(parts.answer.slice(shown.answer.length));
+      else choice.textContent = parts.answer;
+    }
+    const section = thinkingOf(choice);
+    if (section && parts.reasoning !== shown.reasoning) {
+      const box = section.querySelector(".reasoning-text");
+      if (shown.reasoning && parts.reasoning.startsWith(shown.reasoning)) box.append(parts.reasoning.slice(shown.reasoning.length));
+      else box.textContent = parts.reasoning;
+    }
+    if (section) {
+      if (section.hidden !== !parts.reasoning) section.hidden = !parts.reasoning;
+      if (!parts.reasoning) {
+        if (!section.open) section.open = true;  // a retry that starts again may think again
+        delete section.dataset.answered;
+      } else if (parts.answer && !section.dataset.answered) {
+        // Once: a reader who opens it again while the answer comes keeps it open.
+        section.open = false;
+        section.dataset.answered = "true";
+      }
+    }
+    liveTexts.set(choice, { text: text, reasoning: parts.reasoning, answer: parts.answer });
+  }
+
   document.addEventListener("htmx:sseBeforeMessage", function (event) {
     const choice = event.target;
     const message = event.detail;
     if (!choice.hasAttribute || !choice.hasAttribute("data-choice") || !message || !message.type) return;
     event.preventDefault();
-    if (message.type.startsWith("reset-")) choice.textContent = message.data;
-    else choice.append(message.data);
+    if (message.type.startsWith("reset-")) showLive(choice, message.data);
+    else showLive(choice, (liveTexts.get(choice) || liveTextOf(choice)).text + message.data);
     if (stickToBottom) scrollToNewest();
   });
   document.addEventListener("htmx:sseMessage", function () {

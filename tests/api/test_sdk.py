@@ -233,5 +233,5 @@ def test_api_calls_are_in_my_usage_and_its_csv_with_their_source(api, alice, ali
         reverse("usage_mine_csv"), {"start": today, "end": today, "group": "model"}
     )
     rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
-    assert rows[0][:2] == ["Model", "Source"]
-    assert rows[1][:3] == ["gpt-4o-mini", "API", "1"]
+    assert rows[0][:3] == ["Model", "Provider", "Source"]
+    assert rows[1][:4] == ["gpt-4o-mini", "default", "API", "1"]

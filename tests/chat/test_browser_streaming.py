@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
 from conversations.models import Completion, Message
-from tests.support import browser_login, wait_for
+from tests.chat import browser
+from tests.support import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -22,13 +21,7 @@ def erin(transactional_db) -> User:
 
 
 def start_chat(page: Page, live_stack, text: str) -> Completion:
-    browser_login(page, live_stack.url, "erin", "erin-password-1")
-    page.get_by_role("button", name="New chat").click()
-    expect(page).to_have_url(re.compile(r"/c/\d+/$"))
-    box = page.get_by_label("Message", exact=True)
-    box.fill(text)
-    box.press("Enter")
-    return wait_for(lambda: Completion.objects.order_by("-pk").first(), what="the completion")
+    return browser.start_chat(page, live_stack, text, username="erin", password="erin-password-1")
 
 
 def live_text(page: Page):

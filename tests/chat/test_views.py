@@ -15,6 +15,7 @@ from django.utils import timezone
 from conversations.accounts.selectors import site_settings
 from conversations.chat.services import conversations as chat_services
 from conversations.models import Completion, Conversation, Message
+from conversations.providers import catalog
 from tests.http import HTMX
 
 
@@ -656,6 +657,7 @@ def test_the_chat_page_runs_the_same_queries_for_1_or_50_conversations(
     add_messages(alices, 4)
     add_messages(bobs[0], 4)
     site_settings()
+    catalog.offers()  # the models offered, read through the cache like the site settings
     client.force_login(alice)
     with django_assert_num_queries(SESSION + 5):
         client.get(reverse("conversation_detail", args=[alices.pk]))

@@ -274,8 +274,8 @@ def test_the_zip_holds_everything_of_alice_and_nothing_of_bobs(
     assert [row[0] for row in days[1:]] == [str(DAY1), str(DAY2), str(today)]
     assert [int(row[1]) for row in days[1:]] == [r["requests"] for r in expected_days] == [2, 2, 1]
     assert [int(row[5]) for row in days[1:]] == [r["total_tokens"] for r in expected_days]
-    assert models[0][:2] == ["Model", "Source"]
-    assert sorted((row[0], row[1], int(row[2])) for row in models[1:]) == [
+    assert models[0][:3] == ["Model", "Provider", "Source"]
+    assert sorted((row[0], row[2], int(row[3])) for row in models[1:]) == [
         ("gpt-4o-mini", "API", 1),
         ("gpt-4o-mini", "Browser", 4),
     ]

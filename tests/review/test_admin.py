@@ -32,6 +32,7 @@ from conversations.models import (
     SiteSettings,
     UserBudget,
 )
+from conversations.providers.models import Provider, ProviderModel
 from conversations.review import exports
 from conversations.review import selectors as review_selectors
 from conversations.review import services as review_services
@@ -90,6 +91,11 @@ def test_a_plain_user_is_redirected_from_every_admin_url(client, alice, bob):
         PendingAccount: PendingAccount.objects.create(user=bob),
         ApiKey: api_services.api_key_create(user=bob, name="bob's")[0],
         ShareLink: ShareLink.objects.create(conversation=conversation, owner=alice, leaf=message),
+    }
+    lab = Provider.objects.create(name="Lab", base_url="http://vllm:8000/v1")
+    objects |= {
+        Provider: lab,
+        ProviderModel: ProviderModel.objects.create(provider=lab, model_id="m"),
     }
     urls = [
         reverse("admin:index"),

@@ -129,6 +129,7 @@ def test_my_usage_shows_totals_chart_and_tables(client, alice, usage):
     models = tables(response)["Usage per model"]
     assert models[0] == [
         "Model",
+        "Provider",
         "Source",
         "Requests",
         "Failed",
@@ -140,8 +141,8 @@ def test_my_usage_shows_totals_chart_and_tables(client, alice, usage):
         "Requests without a price",
     ]
     assert models[1:] == [
-        ["gpt-4o-mini", "Browser", "3", "1", "320", "80", "400", "0.000096", "USD", "0"],
-        ["gpt-4o", "Browser", "1", "0", "10", "5", "15", "no price", "", "1"],
+        ["gpt-4o-mini", "default", "Browser", "3", "1", "320", "80", "400", "0.000096", "USD", "0"],
+        ["gpt-4o", "default", "Browser", "1", "0", "10", "5", "15", "no price", "", "1"],
     ]
 
 
@@ -196,7 +197,8 @@ def test_csv_costs_are_exact_decimal_strings(client, bob, usage):
     client.force_login(bob)
     rows = csv_rows(client.get(reverse("usage_mine_csv"), {**RANGE, "group": "model"}))
     assert rows[1] == [
-        "gpt-4o-mini", "Browser", "1", "0", "9000", "7777", "16777", "1.2345", "USD", "0",
+        "gpt-4o-mini", "default", "Browser", "1", "0", "9000", "7777", "16777", "1.2345", "USD",
+        "0",
     ]  # fmt: skip
 
 
@@ -271,7 +273,7 @@ def test_staff_can_split_rows_by_model(client, charlie, usage):
         ["alice", "gpt-4o-mini"],
         ["bob", "gpt-4o-mini"],
     ]
-    assert table[1][8] == "no price"
+    assert table[1][9] == "no price"
 
 
 @pytest.mark.parametrize("query", [{}, {"by": "model"}, {"order": "username"}])
@@ -364,7 +366,7 @@ def test_counts_are_grouped_by_thousands_on_the_page_and_plain_in_csv(client, bo
     assert '<dd data-total="prompt_tokens">9,000</dd>' in text
     assert '<dd data-total="total_tokens">16,777</dd>' in text
     per_model = tables(page)[next(c for c in tables(page) if "model" in c.lower() or "模型" in c)]
-    assert per_model[1][4:7] == ["9,000", "7,777", "16,777"]
+    assert per_model[1][5:8] == ["9,000", "7,777", "16,777"]
     assert "16,777" in text.split("<svg", 1)[1]  # the chart's tooltip and summary
     rows = csv_rows(client.get(reverse("usage_mine_csv"), {**RANGE, "group": "model"}))
-    assert rows[1][4:7] == ["9000", "7777", "16777"]
+    assert rows[1][5:8] == ["9000", "7777", "16777"]

@@ -14,8 +14,10 @@ from django.utils.translation import gettext as _
 
 from conversations.chat import channel, replies
 from conversations.chat.models import Completion, LiveState, Message
+from conversations.providers import services as providers
 from conversations.upstream import protocol
 from conversations.upstream.client import ChatClient
+from conversations.upstream.sse import StreamDelta
 
 from . import results, watch
 from .completions import Claim, Outcome
@@ -26,17 +28,19 @@ logger = logging.getLogger(__name__)
 _sessions = threading.local()
 
 
-def upstream_client() -> ChatClient:
-    """A client on this worker thread's own HTTP session: its connections to the upstream
-    are kept alive from one call to the next (no new TCP and TLS handshake per reply)."""
+def upstream_client(provider_id: int | None = None) -> ChatClient:
+    """A client for the provider a call was queued for (None: the environment's own), on
+    this worker thread's own HTTP session: its connections to each upstream are kept
+    alive from one call to the next (no new TCP and TLS handshake per reply)."""
     session = getattr(_sessions, "session", None)
     if session is None:
         session = _sessions.session = requests.Session()
+    where = providers.route(provider_id)
     return ChatClient(
-        base_url=settings.OPENAI_BASE_URL,
-        api_key=settings.OPENAI_API_KEY,
-        timeout=settings.OPENAI_TIMEOUT,
-        connect_timeout=settings.OPENAI_CONNECT_TIMEOUT,
+        base_url=where.base_url,
+        api_key=where.api_key,
+        timeout=where.timeout,
+        connect_timeout=where.connect_timeout,
         session=session,
     )
 
@@ -86,7 +90,7 @@ def completion_call(*, claim: Claim) -> protocol.ChatResponse:
     }
     watched = watch.watch(claim, stream=False)
     try:
-        return upstream_client().create(body)
+        return upstream_client(claim.completion.provider_id).create(body)
     finally:
         watch.unwatch(watched)
 
@@ -126,9 +130,9 @@ class StreamAttempt:
 
     def _call(self) -> Outcome:
         try:
-            state, stopped = upstream_client().stream(
+            state, stopped = upstream_client(self.completion.provider_id).stream(
                 self.completion.request_body,
-                on_delta=lambda state, deltas: self.publisher.publish(deltas),
+                on_delta=lambda state, deltas: self.publisher.publish(_tagged(deltas)),
                 stop=self.watched.stop,
             )
         except protocol.StreamInterrupted as error:
@@ -149,6 +153,9 @@ class StreamAttempt:
         return self.save(state.response(), stopped=stopped)
 
     def write_db(self, contents: dict[int, str]) -> None:
+        """The text so far into the rows. While a reply streams its row's content is its
+        tagged text (reasoning in a leading <think> block), which the database channel's
+        readers follow; the reply's save puts each part in its own column."""
         if self.rows is None:
             self.rows = results.rows_prepare(claim=self.claim, indexes=sorted(contents))
             if self.rows is None:
@@ -209,17 +216,22 @@ class StreamAttempt:
         results.rows_discard(claim=self.claim)
 
 
+def _tagged(deltas: list[StreamDelta]) -> list[StreamDelta]:
+    """The deltas as the live copy carries them: one text per choice, its reasoning first
+    in a <think> block (the page shows it apart, as "Thinking")."""
+    return [StreamDelta(d.index, d.tagged, d.finish_reason) for d in deltas]
+
+
 def _partial_response(contents: dict[int, str]) -> protocol.ChatResponse:
+    """What a broken stream had written (its tagged texts), each reasoning apart."""
+    choices = []
+    for index, text in sorted(contents.items()):
+        reasoning, answer = protocol.split_reasoning(text)
+        choices.append(
+            protocol.Choice(index=index, content=answer, finish_reason="error", reasoning=reasoning)
+        )
     return protocol.ChatResponse(
-        id="",
-        created=None,
-        model="",
-        object="",
-        choices=[
-            protocol.Choice(index=i, content=text, finish_reason="error")
-            for i, text in sorted(contents.items())
-        ],
-        usage=None,
+        id="", created=None, model="", object="", choices=choices, usage=None
     )
 
 

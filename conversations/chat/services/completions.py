@@ -277,9 +277,16 @@ def completion_abandon(*, completion_id: int, now: datetime) -> bool:
             error_message=message,
             finished_at=now,
         )
-        Message.objects.filter(completion_id=completion_id, status=Message.Status.STREAMING).update(
-            status=Message.Status.FAILED
+        # A streaming row holds its text as the live channel carries it, the reasoning in a
+        # leading <think> block: each part goes to its own column (a choice or a few).
+        streaming = Message.objects.filter(
+            completion_id=completion_id, status=Message.Status.STREAMING
         )
+        for message in streaming.only("pk", "content"):
+            reasoning, answer = protocol.split_reasoning(message.content)
+            Message.objects.filter(pk=message.pk).update(
+                status=Message.Status.FAILED, content=answer, reasoning=reasoning
+            )
         budget_release(completion_id=completion_id)
         earlier_version_restore(completion_id=completion_id)
     logger.warning("Completion %s given up after %s attempts", completion_id, row.attempts)

@@ -19,6 +19,7 @@ from conversations.billing import budgets
 from conversations.billing.usage_days import usage_fold
 from conversations.chat import channel, limits
 from conversations.chat.models import Completion, Conversation, Message
+from conversations.providers import catalog
 from conversations.shared import transactions
 from conversations.upstream import protocol
 
@@ -36,12 +37,19 @@ class ConversationBusy(ValidationError):
     """A reply is still being written; the conversation takes no new message until it ends."""
 
 
+class ModelUnavailable(ValidationError):
+    """The conversation's model cannot be called now (its provider's last model list
+    failed or no longer has it): the message is kept, nothing is queued."""
+
+
 def _check_parameters(values: dict[str, Any]) -> None:
     """Refuse values outside the contract's ranges, naming the field."""
+    values = dict(values)
+    provider_id = values.pop("provider_id", None)
     model = values.get("model")
     if not model:
         raise ValidationError({"model": _("Choose a model.")})
-    if model not in settings.CHAT_MODELS:
+    if catalog.find(provider_id, model) is None:
         raise ValidationError({"model": _("%(model)s is not offered here.") % {"model": model}})
     try:
         # An empty stop list is the model's default and means "unset", as in generation_params.
@@ -56,7 +64,12 @@ def _check_parameters(values: dict[str, Any]) -> None:
 
 
 def conversation_create(*, owner, temporary: str = "", **params: Any) -> Conversation:
-    values = {"model": settings.CHAT_DEFAULT_MODEL, **params}
+    """A new chat, on the site's default model unless `model` (and `provider_id`) say."""
+    if "model" in params:
+        values = {"provider_id": None, **params}
+    else:
+        default = catalog.default()
+        values = {"model": default.model, "provider_id": default.provider_id, **params}
     _check_parameters(values)
     if temporary not in Conversation.Temporary.values:
         raise ValidationError(_("Choose how long the chat is kept."), code="temporary")
@@ -64,11 +77,15 @@ def conversation_create(*, owner, temporary: str = "", **params: Any) -> Convers
 
 
 def conversation_update(*, conversation: Conversation, **params: Any) -> Conversation:
-    """Change the generation parameters; later calls use the new values."""
-    unknown = set(params) - set(PARAMETER_FIELDS)
+    """Change the generation parameters (and the model's provider, `provider_id`); later
+    calls use the new values."""
+    fields = (*PARAMETER_FIELDS, "provider_id")
+    unknown = set(params) - set(fields)
     if unknown:
         raise ValueError(f"not a conversation parameter: {sorted(unknown)}")
-    values = {name: getattr(conversation, name) for name in PARAMETER_FIELDS} | params
+    if "model" in params and "provider_id" not in params:
+        params["provider_id"] = None
+    values = {name: getattr(conversation, name) for name in fields} | params
     _check_parameters(values)
     for name, value in params.items():
         setattr(conversation, name, value)
@@ -282,8 +299,10 @@ def _ask(conversation, content, *, line, parent, limits_in_force, title=None):
     Conversation.objects.filter(pk=conversation.pk).update(**updates)
     for name, value in updates.items():
         setattr(conversation, name, value)
-    # Queued in this transaction, so the in-flight count holds; over budget no completion
-    # is made and the message stays.
+    # Queued in this transaction, so the in-flight count holds; over budget (or with its
+    # model unavailable) no completion is made and the message stays.
+    if (unavailable := _unavailable(conversation)) is not None:
+        return message, None, unavailable
     try:
         completion = _completion_queue(
             conversation=conversation, message=message, body=body, limits=limits_in_force
@@ -291,6 +310,37 @@ def _ask(conversation, content, *, line, parent, limits_in_force, title=None):
     except budgets.BudgetExceeded as error:
         return message, None, error
     return message, completion, None
+
+
+def _unavailable(conversation: Conversation, *, saved_note: bool = True) -> ModelUnavailable | None:
+    """Why the conversation's model cannot be called now, if it cannot (what the
+    providers' background refresh last saw: no provider is asked here)."""
+    offer = catalog.find(conversation.provider_id, conversation.model)
+    if conversation.provider_id is None and offer is None:
+        return None  # a model no longer in CHAT_MODELS: the environment's provider decides
+    if offer is not None and offer.available:
+        return None
+    if offer is None:
+        text = _("%(model)s is no longer offered: choose another model in Settings.") % {
+            "model": conversation.model
+        }
+    else:
+        text = _("%(model)s is unavailable right now (%(error)s).") % {
+            "model": offer.label,
+            "error": offer.error,
+        }
+    if saved_note:
+        text = "%s %s" % (text, _("Your message is saved but was not sent."))  # noqa: UP031
+    return ModelUnavailable(text, code="model_unavailable")
+
+
+def provider_name(conversation: Conversation) -> str:
+    """The provider's name as the conversation's calls keep it ("" for the environment's
+    own provider, which reports show as DEFAULT_PROVIDER_NAME)."""
+    if conversation.provider_id is None:
+        return ""
+    offer = catalog.find(conversation.provider_id, conversation.model)
+    return offer.provider_name if offer is not None else ""
 
 
 def title_from(content: str) -> str:
@@ -312,13 +362,20 @@ def _completion_queue(
     completion; it is sent to a worker once the transaction commits."""
     now = timezone.now()
     reserved = budgets.reserve(
-        user_id=conversation.owner_id, model=body["model"], body=body, at=now, limits=limits
+        user_id=conversation.owner_id,
+        model=body["model"],
+        body=body,
+        at=now,
+        limits=limits,
+        provider_id=conversation.provider_id,
     )
     completion = Completion.objects.create(
         conversation=conversation,
         user_id=conversation.owner_id,
         request_message=message,
         model=body["model"],
+        provider_id=conversation.provider_id,
+        provider_name=provider_name(conversation),
         request_body=body,
         version=version,
         request_id=logs.current_request_id(),

@@ -35,7 +35,7 @@ def rows_prepare(*, claim: Claim, indexes: list[int]) -> dict[int, int] | None:
             return None
         existing, position = _reply_rows(completion, None)
         Message.objects.filter(completion_id=completion.pk).update(
-            content="", status=Message.Status.STREAMING
+            content="", reasoning="", status=Message.Status.STREAMING
         )
         made = Message.objects.bulk_create(
             [
@@ -100,14 +100,23 @@ def _usage(body: dict, response: protocol.ChatResponse) -> tuple[protocol.Usage,
     prompt = sum(
         protocol.estimate_tokens(m.get("content", "")) + 3 for m in body.get("messages", [])
     )
-    reply = sum(protocol.estimate_tokens(c.content) for c in response.choices)
+    # Reasoning is written by the model too, and billed as its answer is.
+    reply = sum(
+        protocol.estimate_tokens(c.content) + protocol.estimate_tokens(c.reasoning)
+        for c in response.choices
+    )
     return protocol.Usage(
         prompt_tokens=prompt, completion_tokens=reply, total_tokens=prompt + reply
     ), True
 
 
 def response_fields(
-    *, model: str, body: dict, response: protocol.ChatResponse, now: datetime
+    *,
+    model: str,
+    body: dict,
+    response: protocol.ChatResponse,
+    now: datetime,
+    provider_id: int | None = None,
 ) -> dict[str, Any]:
     """A call's columns from the upstream's answer: the response, its usage (reported or
     estimated) and its cost at the price in force `now`. A reply's save and a title call
@@ -118,6 +127,7 @@ def response_fields(
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         at=now,
+        provider_id=provider_id,
     )
     return {
         "response_id": response.id,
@@ -150,7 +160,11 @@ def _result_fields(
         int((now - completion.started_at).total_seconds() * 1000) if completion.started_at else None
     )
     return response_fields(
-        model=completion.model, body=completion.request_body, response=response, now=now
+        model=completion.model,
+        body=completion.request_body,
+        response=response,
+        now=now,
+        provider_id=completion.provider_id,
     ) | {
         "status": status,
         "error_type": error.error_type if error else "",
@@ -218,12 +232,14 @@ def store_choices(
     now: datetime,
     rows: dict[int, int] | None,
 ) -> list[Message]:
-    """Write each choice into its row (or a new one); returns the rows as they now are."""
+    """Write each choice into its row (or a new one), its reasoning apart from its answer;
+    returns the rows as they now are."""
     existing, position = _reply_rows(completion, rows)
     saved, new_rows = [], []
     for order, (choice, html) in enumerate(choices):
         fields = {
             "content": choice.content,
+            "reasoning": choice.reasoning,
             "html": html,
             "finish_reason": choice.finish_reason or "",
             "status": status,

@@ -101,7 +101,9 @@ def tree(conversation: Conversation) -> Tree:
 
 def history(conversation: Conversation, line: list) -> list[dict[str, str]]:
     """The messages sent with a call: the system prompt first, then the messages of
-    `line` (root first; the chosen choice of each reply) but any reply that broke off."""
+    `line` (root first; the chosen choice of each reply) but any reply that broke off.
+    Each is its content alone: a reply's reasoning is shown, never sent back (nor is a
+    streaming row's tagged text: only ended replies go)."""
     sent = [{"role": "system", "content": conversation.system_prompt}]
     if not conversation.system_prompt:
         sent = []

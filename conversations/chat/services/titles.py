@@ -99,7 +99,7 @@ def conversation_title(*, completion_id: int) -> str | None:
     body = title_request(completion, reply)
     started = timezone.now()
     try:
-        response = upstream_client().create(body)
+        response = upstream_client(completion.provider_id).create(body)
     except protocol.UpstreamError as error:
         logger.info("Title call for conversation %s failed: %s", conversation.pk, error)
         _record(completion, body, started=started, error=error)
@@ -130,6 +130,8 @@ def _record(
         "user_id": completion.user_id,
         "request_message_id": completion.request_message_id,
         "model": completion.model,
+        "provider_id": completion.provider_id,
+        "provider_name": completion.provider_name,
         "purpose": Completion.Purpose.TITLE,
         "request_body": body,
         "request_id": completion.request_id,
@@ -148,7 +150,13 @@ def _record(
             "http_status": getattr(error, "http_status", None),
         }
     else:
-        fields |= response_fields(model=completion.model, body=body, response=response, now=now)
+        fields |= response_fields(
+            model=completion.model,
+            body=body,
+            response=response,
+            now=now,
+            provider_id=completion.provider_id,
+        )
         fields |= {
             "status": Completion.Status.SUCCEEDED,
             "latency_ms": response.latency_ms or None,

@@ -25,6 +25,7 @@ from .conversations import (
     _completion_queue,
     _contended,
     _lock_for_writing,
+    _unavailable,
     request_body,
 )
 
@@ -60,6 +61,8 @@ def reply_regenerate(*, owner_id: int, conversation_id: int, message_id: int) ->
             asked = tree.nodes.get(asked.parent_id)
         if asked is None or asked.role != Message.Role.USER:
             raise ValidationError(_("Only a reply to your message can be regenerated."))
+        if (unavailable := _unavailable(conversation, saved_note=False)) is not None:
+            raise unavailable
         line = tree.lineage(asked.pk)
         body = request_body(conversation, rows.history(conversation, line))
         completion = _completion_queue(
