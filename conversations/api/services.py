@@ -5,7 +5,7 @@ same limits and budget reservation as a chat message, then settled to the upstre
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -24,6 +24,8 @@ from conversations.chat import limits
 from conversations.chat.models import Completion
 from conversations.chat.services import completions, rows
 from conversations.chat.services.results import response_fields
+from conversations.providers import catalog
+from conversations.providers import services as providers
 from conversations.shared import transactions
 from conversations.shared.ratelimits import RateLimited
 from conversations.upstream import protocol
@@ -122,8 +124,8 @@ def key_authenticate(authorization: str, *, site: SiteSettings | None = None) ->
 
 
 def models_for(key: ApiKey) -> list[str]:
-    """The models this key's user may call."""
-    return list(settings.CHAT_MODELS)
+    """The models this key's user may call, by the names the API knows them by."""
+    return list(catalog.api_names())
 
 
 @dataclass
@@ -136,6 +138,8 @@ class Opened:
     user_id: int
     queued_at: datetime
     reserved: budgets.Reservation
+    # The provider to call (its address and key), found when the call was opened.
+    route: providers.Route
 
 
 def _limit_error(error: ValidationError) -> ApiError:
@@ -158,6 +162,15 @@ def call_open(*, key: ApiKey, asked: Asked) -> Opened:
     same locks in the same order as a chat message (the user's row, then the budget)."""
     user_id = key.user_id
     now = timezone.now()
+    # The name asked for is the API's (catalog.api_names): the provider gets its own id.
+    offer = catalog.api_names().get(asked.body["model"])
+    provider_id = offer.provider_id if offer is not None else None
+    if offer is not None:
+        asked = replace(asked, body={**asked.body, "model": offer.model})
+    try:
+        route = providers.route(provider_id)
+    except providers.ProviderGone as error:
+        raise ApiError(503, error.message, type="server_error", code="model_unavailable") from None
     # Nothing to count or reserve (no budget, no in-flight limit): no lock to take either.
     checked = (
         settings.MAX_REPLIES_IN_FLIGHT > 0 or budgets.limits_of(budgets.override_of(key.user)).any
@@ -176,6 +189,7 @@ def call_open(*, key: ApiKey, asked: Asked) -> Opened:
                 at=now,
                 limits=limits_in_force,
                 saved_note=False,
+                provider_id=provider_id,
             )
         token = uuid.uuid4()
         completion = Completion.objects.create(
@@ -184,6 +198,8 @@ def call_open(*, key: ApiKey, asked: Asked) -> Opened:
             api_key=key,
             user_id=user_id,
             model=asked.body["model"],
+            provider_id=provider_id,
+            provider_name=offer.provider_name if provider_id is not None else "",
             request_body=asked.body,
             status=Completion.Status.RUNNING,
             attempts=1,
@@ -198,7 +214,7 @@ def call_open(*, key: ApiKey, asked: Asked) -> Opened:
         )
         if key.last_used_at is None or key.last_used_at < now - LAST_USED_EVERY:
             ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-        return Opened(completion.pk, token, asked, user_id, now, reserved)
+        return Opened(completion.pk, token, asked, user_id, now, reserved, route)
 
     try:
         with limits.message_counted(user_id=user_id):
@@ -237,7 +253,11 @@ def call_settle(
     had and its usage, as the upstream bills for what it wrote."""
     now = timezone.now()
     fields = response_fields(
-        model=opened.asked.body["model"], body=opened.asked.body, response=response, now=now
+        model=opened.asked.body["model"],
+        body=opened.asked.body,
+        response=response,
+        now=now,
+        provider_id=opened.route.provider_id,
     )
     fields["choices"] = [
         {

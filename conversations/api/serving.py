@@ -26,6 +26,7 @@ from django.db import close_old_connections
 
 from chatsite import logs
 from conversations.accounts.selectors import site_settings
+from conversations.providers import services as providers
 from conversations.shared.asgi import disconnected, header
 from conversations.upstream import protocol
 from conversations.upstream.async_client import AsyncChatClient, pooled_client
@@ -78,17 +79,18 @@ def _in_thread(function):
 _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _upstream() -> AsyncChatClient:
-    """The upstream client of this event loop (its connections are kept alive)."""
+def _upstream(route: providers.Route) -> AsyncChatClient:
+    """This event loop's client of the call's provider (its connections are kept alive);
+    a provider whose address, key or timeouts change gets a new one."""
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
+    clients = _clients.setdefault(loop, {})
+    where = (route.provider_id, route.base_url, route.api_key, route.timeout, route.connect_timeout)
+    client = clients.get(where)
     if client is None:
-        client = _clients[loop] = AsyncChatClient(
-            base_url=settings.OPENAI_BASE_URL,
-            api_key=settings.OPENAI_API_KEY,
-            client=pooled_client(
-                timeout=settings.OPENAI_TIMEOUT, connect_timeout=settings.OPENAI_CONNECT_TIMEOUT
-            ),
+        client = clients[where] = AsyncChatClient(
+            base_url=route.base_url,
+            api_key=route.api_key,
+            client=pooled_client(timeout=route.timeout, connect_timeout=route.connect_timeout),
         )
     return client
 
@@ -219,7 +221,7 @@ async def _renew(opened: services.Opened) -> None:
 
 async def _plain(opened: services.Opened, send, started: float, extra: list) -> None:
     try:
-        response, content = await _upstream().create(opened.asked.body)
+        response, content = await _upstream(opened.route).create(opened.asked.body)
     except protocol.UpstreamError as error:
         await _in_thread(services.call_fail)(
             opened=opened, error=error, latency_ms=_elapsed(started)
@@ -243,7 +245,7 @@ class _Relay:
         self.started = False
 
     async def run(self) -> None:
-        async with _upstream().stream(self.opened.asked.body) as payloads:
+        async with _upstream(self.opened.route).stream(self.opened.asked.body) as payloads:
             await self.send(
                 {
                     "type": "http.response.start",

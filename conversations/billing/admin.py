@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.db.models import (
     DecimalField,
@@ -22,6 +23,7 @@ from .models import BudgetPeriod, ModelPrice, UserBudget
 class ModelPriceAdmin(admin.ModelAdmin):
     list_display = (
         "model",
+        "provider_shown",
         "prompt_price_per_million",
         "completion_price_per_million",
         "currency",
@@ -33,8 +35,14 @@ class ModelPriceAdmin(admin.ModelAdmin):
         "currency",
         "valid_from",
     )
-    list_filter = ("model", "currency")
+    list_filter = ("model", "provider", "currency")
+    list_select_related = ("provider",)
     search_fields = ("model",)
+
+    @admin.display(description=_("provider"), ordering="provider__name")
+    def provider_shown(self, price: ModelPrice) -> str:
+        # No provider: the environment's own (OPENAI_BASE_URL).
+        return price.provider.name if price.provider else settings.DEFAULT_PROVIDER_NAME
 
 
 @admin.register(UserBudget)

@@ -111,3 +111,16 @@ def default() -> Offer:
         None, settings.DEFAULT_PROVIDER_NAME, settings.CHAT_DEFAULT_MODEL,
         settings.CHAT_DEFAULT_MODEL,
     )  # fmt: skip
+
+
+def api_names() -> dict[str, Offer]:
+    """The models the site's API (/v1/) offers, by the name a client asks for: the
+    environment's by their names, a provider's by its model id, or "<provider>/<model>"
+    where that id is already taken. Available ones only."""
+    names: dict[str, Offer] = {}
+    for offer in offers():
+        if not offer.available:
+            continue
+        name = offer.model if offer.model not in names else f"{offer.provider_name}/{offer.model}"
+        names.setdefault(name, offer)
+    return names

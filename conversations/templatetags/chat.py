@@ -16,6 +16,7 @@ from django.utils.translation import ngettext
 
 from conversations.chat import live
 from conversations.chat.models import Message
+from conversations.providers import catalog
 from conversations.shared.rendering import render_markdown, render_plain
 from conversations.upstream.protocol import split_reasoning
 
@@ -34,6 +35,18 @@ ICONS = {
     "sliders": '<path d="M4 6h10M18 6h2M4 12h4M12 12h8M4 18h12M20 18h0"/>'
     '<circle cx="16" cy="6" r="2"/><circle cx="10" cy="12" r="2"/><circle cx="18" cy="18" r="2"/>',
 }
+
+
+@register.simple_tag
+def model_label(conversation) -> str:
+    """The conversation's model as the Model select names it, with its provider's name
+    when it is not the environment's own ("Local 4.1 · Lab")."""
+    offer = catalog.find(conversation.provider_id, conversation.model)
+    if offer is None:
+        return conversation.model
+    if offer.provider_id is None:
+        return offer.label
+    return f"{offer.label} · {offer.provider_name}"
 
 
 @register.simple_tag

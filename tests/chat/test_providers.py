@@ -189,6 +189,12 @@ def test_deleting_a_provider_keeps_old_pages_and_reports(
     assert "Local vLLM" in usage
 
 
+def test_the_page_names_the_model_and_its_provider(alice, alice_client, provider_b):
+    conversation = on_b(alice, provider_b)
+    page = alice_client.get(reverse("conversation_detail", args=[conversation.pk])).content
+    assert "Local 4.1 · Local vLLM</span>" in page.decode()
+
+
 def test_with_provider_b_down_a_chat_on_a_still_gets_its_reply(
     alice, alice_client, simulator, provider_b, send, enqueued, settings
 ):
@@ -210,3 +216,16 @@ def test_with_provider_b_down_a_chat_on_a_still_gets_its_reply(
     page = alice_client.get(reverse("conversation_detail", args=[on_a.pk])).content.decode()
     assert "still here" in page
     assert "Local 4.1 (unavailable)" in page
+
+
+def test_the_price_list_shows_each_prices_provider(client, superuser, provider_b):
+    ModelPrice.objects.create(
+        provider=provider_b, model="gpt-4.1-mini", prompt_price_per_million=1,
+        completion_price_per_million=2,
+    )  # fmt: skip
+    ModelPrice.objects.create(
+        model="gpt-4o", prompt_price_per_million=1, completion_price_per_million=2
+    )
+    client.force_login(superuser)
+    page = client.get(reverse("admin:conversations_modelprice_changelist")).content.decode()
+    assert "Local vLLM" in page and ">default<" in page
