@@ -17,8 +17,8 @@ from django.urls import path, reverse
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from conversations.chat import reading as policy
 from conversations.chat.models import Conversation, Message
-from conversations.review import policy
 from conversations.review.models import AuditEvent
 from conversations.review.services import audit_record
 

@@ -16,11 +16,11 @@ from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from conversations.chat import reading as policy
 from conversations.chat.models import Completion, Conversation, Message
 from conversations.chat.tree import Tree
 from conversations.shared.spreadsheets import UTF8_BOM, spreadsheet_safe
 
-from . import policy
 from .models import AuditEvent
 from .selectors import TRANSCRIPT_ORDER, conversation_title
 from .services import audit_record

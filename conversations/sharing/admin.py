@@ -9,6 +9,9 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from conversations.chat import reading
+from conversations.chat.reading_admin import ReadingPolicyMixin
+
 from . import services
 from .models import ShareLink
 
@@ -27,17 +30,29 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(ShareLink)
-class ShareLinkAdmin(admin.ModelAdmin):
+class ShareLinkAdmin(ReadingPolicyMixin, admin.ModelAdmin):
     list_display = ("display_title", "owner", "conversation_number", "created_at", "status")
     list_filter = (StatusFilter, "created_at")
-    list_select_related = ("owner",)
+    list_select_related = ("owner", "conversation")
+    list_display_links = ("display_title",)
     search_fields = ("title", "owner__username")
-    search_help_text = _("Title or username.")
+    search_help_text = _("Title (where staff may read chats) or username.")
     ordering = ("-created_at",)
     # The shared messages are not shown here: reading them is staff review's, audited there.
     fields = ("title", "owner", "conversation", "leaf_number", "created_at", "revoked_at")
     readonly_fields = fields
     actions = ["revoke_selected"]
+
+    def get_search_fields(self, request: HttpRequest):
+        # A link's title is its conversation's: searched only while staff may read them.
+        return self.search_fields if reading.reads_all() else ("owner__username",)
+
+    # A link's page shows its title: open only where staff may read the conversation.
+    def may_read(self, obj: ShareLink) -> bool:
+        return reading.may_read(obj.conversation)
+
+    def row_name(self, obj: ShareLink) -> str:
+        return self.display_title(obj)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.is_active and request.user.is_staff
@@ -57,6 +72,9 @@ class ShareLinkAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("title"), ordering="title")
     def display_title(self, obj: ShareLink) -> str:
+        # The shared title is chat content: shown only as far as staff may read chats.
+        if not reading.may_read(obj.conversation):
+            return reading.hidden_title(obj.conversation_id)
         return str(obj)
 
     @admin.display(description=_("conversation"), ordering="conversation_id")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 
+from conversations.models import Conversation, SiteSettings
 from conversations.sharing import services
 from tests.factories import make_conversation
 
@@ -73,3 +74,38 @@ def test_people_who_are_not_staff_are_sent_away_from_every_admin_url_of_links(cl
             assert response["Location"].startswith(reverse("admin:login")), url
     link.refresh_from_db()
     assert link.is_live
+
+
+def reading(mode: str) -> None:
+    SiteSettings.objects.update_or_create(pk=1, defaults={"staff_reading": mode})
+
+
+def test_while_staff_may_not_read_chats_links_show_no_title(client, charlie, alice):
+    link = share(make_conversation(alice, ("hi", "hello"), title="Alice secret plans"))
+    reading(SiteSettings.StaffReading.NONE)
+    client.force_login(charlie)
+    page = client.get(reverse(LIST)).content.decode()
+    assert "Alice secret plans" not in page
+    assert f"Conversation #{link.conversation_id}" in page
+    found = client.get(reverse(LIST), {"q": "secret"}).content.decode()
+    assert "Conversation #" not in found  # titles are not searched
+    assert client.get(reverse(LIST), {"q": "alice"}).status_code == 200
+    change_url = reverse("admin:conversations_sharelink_change", args=[link.pk])
+    assert client.get(change_url).status_code == 403
+    # Revoking from the list still works.
+    client.post(reverse(LIST), {"action": "revoke_selected", "_selected_action": [link.pk]})
+    link.refresh_from_db()
+    assert not link.is_live
+
+
+def test_while_staff_may_read_only_flagged_chats_only_their_links_show_titles(
+    client, charlie, alice
+):
+    flagged = make_conversation(alice, ("hi", "hello"), title="Flagged one")
+    Conversation.objects.filter(pk=flagged.pk).update(flagged=True)
+    share(flagged)
+    share(make_conversation(alice, ("yo", "hey"), title="Quiet one"))
+    reading(SiteSettings.StaffReading.FLAGGED)
+    client.force_login(charlie)
+    page = client.get(reverse(LIST)).content.decode()
+    assert "Flagged one" in page and "Quiet one" not in page

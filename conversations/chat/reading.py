@@ -1,5 +1,6 @@
 """Whether staff may read people's chats: the site's setting (SiteSettings.staff_reading)
-as the one rule that every admin page and export showing chat content asks.
+as the one rule that every admin page and export showing chat content asks (review's
+transcripts and exports, sharing's list of links, privacy's download of a person's data).
 
 Reading means the content: titles, messages, system prompts, requests and replies. What
 a conversation costs, who owns it, its dates and its flag stay visible to staff whatever
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet, Value
 from django.db.models.expressions import Expression
+from django.utils.translation import gettext as _
 
 from conversations.accounts.models import SiteSettings
 from conversations.accounts.selectors import site_settings
@@ -75,3 +77,8 @@ def unreadable(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
     if where is None:
         return conversations
     return conversations.exclude(where) if where else conversations.none()
+
+
+def hidden_title(conversation_id: int) -> str:
+    """What staff see instead of a title they may not read."""
+    return _("Conversation #%(number)d") % {"number": conversation_id}
