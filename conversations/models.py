@@ -5,7 +5,7 @@ from conversations.accounts.models import Invitation, PendingAccount, SiteSettin
 from conversations.api.models import ApiKey
 from conversations.billing.models import BudgetPeriod, ModelPrice, UsageDay, UserBudget
 from conversations.chat.models import Completion, Conversation, Message
-from conversations.providers.models import Provider, ProviderModel
+from conversations.providers.models import ModelAccess, Provider, ProviderModel
 from conversations.review.models import AuditEvent, AuditSubject
 from conversations.sharing.models import ShareLink
 
@@ -18,6 +18,7 @@ __all__ = [
     "Conversation",
     "Invitation",
     "Message",
+    "ModelAccess",
     "ModelPrice",
     "PendingAccount",
     "Provider",

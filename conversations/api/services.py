@@ -125,7 +125,7 @@ def key_authenticate(authorization: str, *, site: SiteSettings | None = None) ->
 
 def models_for(key: ApiKey) -> list[str]:
     """The models this key's user may call, by the names the API knows them by."""
-    return list(catalog.api_names())
+    return list(catalog.api_names_for(key.user_id))
 
 
 @dataclass

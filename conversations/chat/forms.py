@@ -121,9 +121,11 @@ class SettingsForm(Form):
     presence_penalty = _number(_("Presence penalty"), "0.1", min_value=-2, max_value=2)
     frequency_penalty = _number(_("Frequency penalty"), "0.1", min_value=-2, max_value=2)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, owner_id: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        offers = catalog.offers()
+        # The models the conversation's owner may use (model access rules of groups).
+        offers = catalog.offers() if owner_id is None else catalog.offers_for(owner_id)
+        self.offered = {offer.key: offer for offer in offers}
         groups: dict[str, list[tuple[str, str]]] = {}
         for offer in offers:
             label = (
@@ -146,7 +148,7 @@ class SettingsForm(Form):
 
     def clean_model(self) -> str:
         key = self.cleaned_data["model"]
-        offer = catalog.by_key(key)
+        offer = self.offered.get(key)
         if offer is not None and not offer.available and key != self.initial.get("model"):
             raise ValidationError(
                 _("%(model)s is unavailable right now (%(error)s)."),
@@ -160,7 +162,7 @@ class SettingsForm(Form):
         # The select's value names the provider too ("<provider id>:<model>").
         key = cleaned.get("model")
         if key is not None:
-            offer = catalog.by_key(key)
+            offer = self.offered.get(key)
             if offer is not None:
                 cleaned["model"], cleaned["provider_id"] = offer.model, offer.provider_id
             else:
@@ -181,7 +183,7 @@ class SettingsForm(Form):
         initial["provider_id"] = conversation.provider_id
         if conversation.provider_id is not None:
             initial["model"] = f"{conversation.provider_id}:{conversation.model}"
-        return cls(data, initial=initial, prefix="settings")
+        return cls(data, initial=initial, prefix="settings", owner_id=conversation.owner_id)
 
     def clean_stop(self) -> list[str]:
         lines = [line.rstrip("\r") for line in self.cleaned_data["stop"].split("\n")]

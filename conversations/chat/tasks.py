@@ -7,9 +7,11 @@ import random
 
 from celery import shared_task
 from django.conf import settings
+from django.utils.translation import gettext as _
 
+from conversations.providers.catalog import may_use
 from conversations.providers.services import provider_call_succeeded
-from conversations.upstream.protocol import UpstreamError
+from conversations.upstream.protocol import PermanentError, UpstreamError
 
 from . import replies
 from .services import attempts, completions, titles
@@ -40,6 +42,17 @@ def _run_completion(completion_id: int) -> Outcome:
     if claim is None:
         return Outcome.SKIPPED  # finished, not yet due, out of attempts, or held elsewhere
     logger.info("Completion %s: attempt %s", completion_id, claim.completion.attempts)
+    called = claim.completion
+    if not may_use(called.user_id, called.provider_id, called.model):
+        # Access was taken away after the message was sent: the call is not made.
+        completions.completion_fail(
+            claim=claim,
+            error=PermanentError(
+                _("This model is no longer offered to you: choose another in Settings."),
+                error_type="model_access",
+            ),
+        )
+        return Outcome.FAILED
     try:
         outcome = attempts.completion_attempt(claim=claim)
     except UpstreamError as error:

@@ -28,9 +28,15 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from conversations.shared.admin import SuperusersOnly
 
-from . import services, tasks
-from .forms import ProviderForm, ProviderModelForm, ProviderModelFormSet, ProviderModelListFormSet
-from .models import Provider, ProviderModel
+from . import catalog, services, tasks
+from .forms import (
+    ModelAccessForm,
+    ProviderForm,
+    ProviderModelForm,
+    ProviderModelFormSet,
+    ProviderModelListFormSet,
+)
+from .models import ModelAccess, Provider, ProviderModel
 
 logger = logging.getLogger(__name__)
 
@@ -337,3 +343,39 @@ class ProviderModelAdmin(Superusers, admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ProviderModel]) -> None:
         for provider_model in queryset:
             services.provider_model_delete(provider_model=provider_model)
+
+
+@admin.register(ModelAccess)
+class ModelAccessAdmin(Superusers, admin.ModelAdmin):
+    """Which groups may use which models: a rule lists models and the groups kept them."""
+
+    form = ModelAccessForm
+    list_display = ("name", "models_shown", "groups_shown")
+    filter_horizontal = ("groups",)
+    search_fields = ("name",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("groups")
+
+    @admin.display(description=_("models"))
+    def models_shown(self, rule: ModelAccess) -> str:
+        labels = {offer.key: offer.label for offer in catalog.offers()}
+        return ", ".join(labels.get(key, key) for key in rule.model_keys)
+
+    @admin.display(description=_("groups"))
+    def groups_shown(self, rule: ModelAccess) -> str:
+        return ", ".join(group.name for group in rule.groups.all())
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        # The groups are saved after the rule: the model lists change only now.
+        transaction.on_commit(catalog.forget)
+        catalog.forget()
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        catalog.forget()
+
+    def delete_queryset(self, request, queryset) -> None:
+        super().delete_queryset(request, queryset)
+        catalog.forget()

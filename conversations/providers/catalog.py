@@ -13,14 +13,16 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.utils.translation import gettext as _
 
-from .models import ProviderModel
+from .models import ModelAccess, ProviderModel
 
 logger = logging.getLogger(__name__)
 
 CACHE_KEY = "provider-offers"
+ACCESS_KEY = "model-access"
 CACHE_SECONDS = 60
 
 
@@ -89,9 +91,10 @@ def offers() -> list[Offer]:
 
 
 def forget() -> None:
-    """Call after any change of providers or their models (the next read sees it)."""
+    """Call after any change of providers, their models or the model access rules (the
+    next read sees it)."""
     try:
-        cache.delete(CACHE_KEY)
+        cache.delete_many([CACHE_KEY, ACCESS_KEY])
     except Exception:
         logger.error("Cache unavailable: other processes see the old model list a while")
 
@@ -124,3 +127,58 @@ def api_names() -> dict[str, Offer]:
         name = offer.model if offer.model not in names else f"{offer.provider_name}/{offer.model}"
         names.setdefault(name, offer)
     return names
+
+
+def _kept_for() -> dict[str, frozenset[int]]:
+    """The models some rule keeps for groups: offer key -> the groups that may use it."""
+    try:
+        found = cache.get(ACCESS_KEY)
+    except Exception:
+        found = None
+    if found is None:
+        kept: dict[str, set[int]] = {}
+        for rule in ModelAccess.objects.prefetch_related("groups"):
+            groups = {group.pk for group in rule.groups.all()}
+            for key in rule.model_keys:
+                kept.setdefault(key, set()).update(groups)
+        found = {key: frozenset(groups) for key, groups in kept.items()}
+        try:
+            cache.set(ACCESS_KEY, found, CACHE_SECONDS)
+        except Exception:
+            logger.warning("Cache unavailable: the model access rules are read from the database")
+    return found
+
+
+def _groups_of(user_id: int) -> set[int]:
+    return set(
+        get_user_model()
+        .groups.through.objects.filter(user_id=user_id)
+        .values_list("group_id", flat=True)
+    )
+
+
+def offers_for(user_id: int) -> list[Offer]:
+    """The models this user may use: every offer, less those kept for groups they are not
+    in (one query for their groups, only while some rule keeps a model)."""
+    kept = _kept_for()
+    if not kept:
+        return offers()
+    groups = _groups_of(user_id)
+    return [o for o in offers() if o.key not in kept or kept[o.key] & groups]
+
+
+def may_use(user_id: int, provider_id: int | None, model: str) -> bool:
+    """Whether the user may call this model (a model no longer offered is not kept)."""
+    key = model if provider_id is None else f"{provider_id}:{model}"
+    kept = _kept_for()
+    return key not in kept or bool(kept[key] & _groups_of(user_id))
+
+
+def api_names_for(user_id: int) -> dict[str, Offer]:
+    """`api_names()` less the models kept for groups the user is not in."""
+    kept = _kept_for()
+    names = api_names()
+    if not kept:
+        return names
+    groups = _groups_of(user_id)
+    return {n: o for n, o in names.items() if o.key not in kept or kept[o.key] & groups}

@@ -9,7 +9,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from .models import Provider, ProviderModel
+from . import catalog
+from .models import ModelAccess, Provider, ProviderModel
 
 
 class ProviderForm(forms.ModelForm):
@@ -104,3 +105,30 @@ class ProviderModelFormSet(OneDefault, forms.BaseInlineFormSet):
 
 class ProviderModelListFormSet(OneDefault, forms.BaseModelFormSet):
     pass
+
+
+class ModelAccessForm(forms.ModelForm):
+    """A rule: many models at once, kept for the groups chosen."""
+
+    model_keys = forms.MultipleChoiceField(
+        label=_("Models"),
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_(
+            "Only members of the groups below may use these models (members of any rule "
+            "that lists a model). A model no rule lists is for everyone."
+        ),
+    )
+
+    class Meta:
+        model = ModelAccess
+        fields = ("name", "model_keys", "groups")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = [
+            (offer.key, f"{offer.label} ({offer.provider_name})") for offer in catalog.offers()
+        ]
+        known = {key for key, _label in choices}
+        # A model no longer offered stays listed while the rule names it.
+        choices += [(key, key) for key in self.instance.model_keys or [] if key not in known]
+        self.fields["model_keys"].choices = choices

@@ -89,3 +89,24 @@ class ProviderModel(models.Model):
     @property
     def label(self) -> str:
         return self.display_name or self.model_id
+
+
+class ModelAccess(models.Model):
+    """Models kept for some groups: each model listed here may be used only by members of
+    the rule's groups (of any rule that lists it). A model no rule lists is for everyone."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    # Offer keys (providers.catalog.Offer.key): "<model>" for the environment's own
+    # provider, "<provider id>:<model>" for a provider's.
+    model_keys = models.JSONField(_("models"), default=list)
+    groups = models.ManyToManyField(
+        "auth.Group", related_name="model_access", verbose_name=_("groups"), blank=True
+    )
+
+    class Meta:
+        verbose_name = _("model access rule")
+        verbose_name_plural = _("model access rules")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

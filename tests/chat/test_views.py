@@ -657,7 +657,7 @@ def test_the_chat_page_runs_the_same_queries_for_1_or_50_conversations(
     add_messages(alices, 4)
     add_messages(bobs[0], 4)
     site_settings()
-    catalog.offers()  # the models offered, read through the cache like the site settings
+    catalog.offers_for(alice.pk)  # the models offered and their access rules: cached too
     client.force_login(alice)
     with django_assert_num_queries(SESSION + 5):
         client.get(reverse("conversation_detail", args=[alices.pk]))

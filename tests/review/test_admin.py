@@ -32,7 +32,7 @@ from conversations.models import (
     SiteSettings,
     UserBudget,
 )
-from conversations.providers.models import Provider, ProviderModel
+from conversations.providers.models import ModelAccess, Provider, ProviderModel
 from conversations.review import exports
 from conversations.review import selectors as review_selectors
 from conversations.review import services as review_services
@@ -94,6 +94,7 @@ def test_a_plain_user_is_redirected_from_every_admin_url(client, alice, bob):
     }
     lab = Provider.objects.create(name="Lab", base_url="http://vllm:8000/v1")
     objects |= {
+        ModelAccess: ModelAccess.objects.create(name="Lab only", model_keys=["gpt-4o"]),
         Provider: lab,
         ProviderModel: ProviderModel.objects.create(provider=lab, model_id="m"),
     }

@@ -73,7 +73,20 @@ def conversation_create(*, owner, temporary: str = "", **params: Any) -> Convers
     _check_parameters(values)
     if temporary not in Conversation.Temporary.values:
         raise ValidationError(_("Choose how long the chat is kept."), code="temporary")
+    if not catalog.may_use(owner.pk, values["provider_id"], values["model"]):
+        if "model" in params:
+            raise _not_yours(values["model"])
+        # The site's default is kept for some groups: the first model this person may use.
+        mine = catalog.offers_for(owner.pk)
+        if mine:
+            values |= {"model": mine[0].model, "provider_id": mine[0].provider_id}
     return Conversation.objects.create(owner=owner, temporary=temporary, **values)
+
+
+def _not_yours(model: str) -> ValidationError:
+    return ValidationError(
+        {"model": _("%(model)s is not offered to you.") % {"model": model}}, code="model_access"
+    )
 
 
 def conversation_update(*, conversation: Conversation, **params: Any) -> Conversation:
@@ -87,6 +100,14 @@ def conversation_update(*, conversation: Conversation, **params: Any) -> Convers
         params["provider_id"] = None
     values = {name: getattr(conversation, name) for name in fields} | params
     _check_parameters(values)
+    changed = (values["provider_id"], values["model"]) != (
+        conversation.provider_id,
+        conversation.model,
+    )
+    if changed and not catalog.may_use(
+        conversation.owner_id, values["provider_id"], values["model"]
+    ):
+        raise _not_yours(values["model"])
     for name, value in params.items():
         setattr(conversation, name, value)
     conversation.save(update_fields=list(params))
@@ -316,6 +337,13 @@ def _unavailable(conversation: Conversation, *, saved_note: bool = True) -> Mode
     """Why the conversation's model cannot be called now, if it cannot (what the
     providers' background refresh last saw: no provider is asked here)."""
     offer = catalog.find(conversation.provider_id, conversation.model)
+    if not catalog.may_use(conversation.owner_id, conversation.provider_id, conversation.model):
+        text = _("%(model)s is no longer offered to you: choose another model in Settings.") % {
+            "model": offer.label if offer is not None else conversation.model
+        }
+        if saved_note:
+            text = "%s %s" % (text, _("Your message is saved but was not sent."))  # noqa: UP031
+        return ModelUnavailable(text, code="model_access")
     if conversation.provider_id is None and offer is None:
         return None  # a model no longer in CHAT_MODELS: the environment's provider decides
     if offer is not None and offer.available:
