@@ -181,8 +181,7 @@ class SettingsForm(Form):
         initial["stop"] = "\n".join(conversation.stop or [])
         # The select's value for the conversation's model (`Offer.key`).
         initial["provider_id"] = conversation.provider_id
-        if conversation.provider_id is not None:
-            initial["model"] = f"{conversation.provider_id}:{conversation.model}"
+        initial["model"] = catalog.offer_key(conversation.provider_id, conversation.model)
         return cls(data, initial=initial, prefix="settings", owner_id=conversation.owner_id)
 
     def clean_stop(self) -> list[str]:

@@ -14,7 +14,7 @@ deleted something leaves one audit record with the counts (never content).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -23,9 +23,8 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from conversations.accounts.selectors import site_settings
-from conversations.billing.usage_days import usage_fold
 from conversations.chat.models import Completion, Conversation
-from conversations.chat.services.conversations import conversations_delete
+from conversations.chat.services.conversations import completions_delete, conversations_delete
 from conversations.review.models import AuditEvent
 from conversations.review.services import audit_record
 
@@ -44,7 +43,6 @@ class Purged:
     batches: int = 0
     # Whether a kind of row had more to delete than this run's batches allowed.
     unfinished: bool = False
-    cutoffs: dict[str, str] = field(default_factory=dict)
 
     @property
     def anything(self) -> bool:
@@ -106,11 +104,7 @@ def api_calls_batch(*, candidates: QuerySet[Completion], size: int) -> int:
     """Fold and delete one batch (at most `size`) of API calls, in one transaction."""
     with transaction.atomic():
         ids = _pick(candidates, size)
-        if ids:
-            calls = Completion.objects.filter(pk__in=ids)
-            usage_fold(completions=calls)
-            calls.delete()
-        return len(ids)
+        return completions_delete(completions=Completion.objects.filter(pk__in=ids))
 
 
 def retention_purge(
@@ -152,7 +146,6 @@ def retention_purge(
     drain(conversations_of(expired_temporary_chats(now), temporary=True))
     if days:
         cutoff = now - timedelta(days=days)
-        done.cutoffs["idle"] = cutoff.isoformat()
         drain(conversations_of(idle_conversations(cutoff)))
         drain(api_calls_of(old_api_calls(cutoff)))
     if done.anything:

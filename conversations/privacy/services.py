@@ -19,10 +19,8 @@ from django.db import transaction
 from conversations.accounts.services import account_lock
 from conversations.api.models import ApiKey
 from conversations.api.services import api_key_revoke
-from conversations.billing.usage_days import usage_fold
 from conversations.chat.models import Completion, Conversation
-from conversations.chat.services.completions import budget_release
-from conversations.chat.services.conversations import conversations_delete
+from conversations.chat.services.conversations import completions_delete, conversations_delete
 from conversations.review.models import AuditEvent
 from conversations.review.services import audit_record
 from conversations.shared import transactions
@@ -73,15 +71,8 @@ def api_calls_batch_delete(*, user_id: int) -> int:
             .select_for_update()
             .values_list("pk", flat=True)[:API_CALLS_BATCH_SIZE]
         )
-        calls = Completion.objects.filter(pk__in=ids)
         # A call still running gives its reservation back; its end then saves nothing.
-        for completion_id in calls.filter(status__in=Completion.ACTIVE).values_list(
-            "pk", flat=True
-        ):
-            budget_release(completion_id=completion_id)
-        usage_fold(completions=calls)
-        calls.delete()
-        return len(ids)
+        return completions_delete(completions=Completion.objects.filter(pk__in=ids))
 
     return transactions.atomic_with_retry(batch)
 

@@ -369,7 +369,6 @@ class ModelAccessAdmin(Superusers, admin.ModelAdmin):
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
         # The groups are saved after the rule: the model lists change only now.
-        transaction.on_commit(catalog.forget)
         catalog.forget()
 
     def delete_model(self, request, obj) -> None:

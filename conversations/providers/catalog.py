@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.db import transaction
 from django.utils.translation import gettext as _
 
 from .models import ModelAccess, ProviderModel
@@ -38,8 +39,27 @@ class Offer:
 
     @property
     def key(self) -> str:
-        """The value a form sends for it: the model, or "<provider id>:<model>"."""
-        return self.model if self.provider_id is None else f"{self.provider_id}:{self.model}"
+        return offer_key(self.provider_id, self.model)
+
+
+def offer_key(provider_id: int | None, model: str) -> str:
+    """How forms and access rules name a model: the model, or "<provider id>:<model>"."""
+    return model if provider_id is None else f"{provider_id}:{model}"
+
+
+def _cached(key: str, make, what: str):
+    """`make()` read through the cache (the database answers while the cache is away)."""
+    try:
+        found = cache.get(key)
+    except Exception:
+        found = None
+    if found is None:
+        found = make()
+        try:
+            cache.set(key, found, CACHE_SECONDS)
+        except Exception:
+            logger.warning("Cache unavailable: %s is read from the database", what)
+    return found
 
 
 def _environment_offers() -> list[Offer]:
@@ -77,26 +97,21 @@ def _provider_offers() -> list[Offer]:
 
 def offers() -> list[Offer]:
     """Every model offered, the environment's first."""
-    try:
-        found = cache.get(CACHE_KEY)
-    except Exception:  # the cache is away: the database answers
-        found = None
-    if found is None:
-        found = _environment_offers() + _provider_offers()
-        try:
-            cache.set(CACHE_KEY, found, CACHE_SECONDS)
-        except Exception:
-            logger.warning("Cache unavailable: the model list is read from the database")
-    return found
+    return _cached(CACHE_KEY, lambda: _environment_offers() + _provider_offers(), "the model list")
 
 
 def forget() -> None:
-    """Call after any change of providers, their models or the model access rules (the
-    next read sees it)."""
-    try:
-        cache.delete_many([CACHE_KEY, ACCESS_KEY])
-    except Exception:
-        logger.error("Cache unavailable: other processes see the old model list a while")
+    """Call after any change of providers, their models or the model access rules: now,
+    and again once the change commits (a read in between may have cached the old list)."""
+
+    def delete() -> None:
+        try:
+            cache.delete_many([CACHE_KEY, ACCESS_KEY])
+        except Exception:
+            logger.error("Cache unavailable: other processes see the old model list a while")
+
+    delete()
+    transaction.on_commit(delete)
 
 
 def find(provider_id: int | None, model: str) -> Offer | None:
@@ -129,56 +144,48 @@ def api_names() -> dict[str, Offer]:
     return names
 
 
+def _access_rules() -> dict[str, frozenset[int]]:
+    kept: dict[str, set[int]] = {}
+    for rule in ModelAccess.objects.prefetch_related("groups"):
+        groups = {group.pk for group in rule.groups.all()}
+        for key in rule.model_keys:
+            kept.setdefault(key, set()).update(groups)
+    return {key: frozenset(groups) for key, groups in kept.items()}
+
+
 def _kept_for() -> dict[str, frozenset[int]]:
     """The models some rule keeps for groups: offer key -> the groups that may use it."""
-    try:
-        found = cache.get(ACCESS_KEY)
-    except Exception:
-        found = None
-    if found is None:
-        kept: dict[str, set[int]] = {}
-        for rule in ModelAccess.objects.prefetch_related("groups"):
-            groups = {group.pk for group in rule.groups.all()}
-            for key in rule.model_keys:
-                kept.setdefault(key, set()).update(groups)
-        found = {key: frozenset(groups) for key, groups in kept.items()}
-        try:
-            cache.set(ACCESS_KEY, found, CACHE_SECONDS)
-        except Exception:
-            logger.warning("Cache unavailable: the model access rules are read from the database")
-    return found
+    return _cached(ACCESS_KEY, _access_rules, "the model access rules")
 
 
-def _groups_of(user_id: int) -> set[int]:
-    return set(
+def _allowed(user_id: int):
+    """Whether an offer key is the user's to use: a model no rule keeps is everyone's;
+    the user's groups are read (one query) only while some rule keeps a model."""
+    kept = _kept_for()
+    if not kept:
+        return lambda key: True
+    groups = set(
         get_user_model()
         .groups.through.objects.filter(user_id=user_id)
         .values_list("group_id", flat=True)
     )
+    return lambda key: key not in kept or bool(kept[key] & groups)
 
 
 def offers_for(user_id: int) -> list[Offer]:
-    """The models this user may use: every offer, less those kept for groups they are not
-    in (one query for their groups, only while some rule keeps a model)."""
-    kept = _kept_for()
-    if not kept:
-        return offers()
-    groups = _groups_of(user_id)
-    return [o for o in offers() if o.key not in kept or kept[o.key] & groups]
+    """The models this user may use: every offer, less those kept for others' groups."""
+    allowed = _allowed(user_id)
+    return [o for o in offers() if allowed(o.key)]
 
 
 def may_use(user_id: int, provider_id: int | None, model: str) -> bool:
     """Whether the user may call this model (a model no longer offered is not kept)."""
-    key = model if provider_id is None else f"{provider_id}:{model}"
+    key = offer_key(provider_id, model)
     kept = _kept_for()
-    return key not in kept or bool(kept[key] & _groups_of(user_id))
+    return key not in kept or _allowed(user_id)(key)
 
 
 def api_names_for(user_id: int) -> dict[str, Offer]:
     """`api_names()` less the models kept for groups the user is not in."""
-    kept = _kept_for()
-    names = api_names()
-    if not kept:
-        return names
-    groups = _groups_of(user_id)
-    return {n: o for n, o in names.items() if o.key not in kept or kept[o.key] & groups}
+    allowed = _allowed(user_id)
+    return {name: o for name, o in api_names().items() if allowed(o.key)}

@@ -106,7 +106,6 @@ def provider_models_refresh(*, provider: Provider) -> list[str]:
         Provider.objects.filter(pk=provider.pk).update(
             models_checked_at=now, models_ok_at=now, models_error=""
         )
-    transaction.on_commit(catalog.forget)
     catalog.forget()
     return ids
 
@@ -128,12 +127,6 @@ def provider_call_succeeded(*, provider_id: int | None) -> None:
 # --- Admins' changes (the admin pages call these) ---
 
 
-def _forget() -> None:
-    # Now for this process, and after the commit for the others' next read.
-    catalog.forget()
-    transaction.on_commit(catalog.forget)
-
-
 def provider_save(
     *, provider: Provider, api_key: str = "", clear_api_key: bool = False
 ) -> Provider:
@@ -153,7 +146,7 @@ def provider_save(
                 "enabled",
             ]
         )  # fmt: skip
-    _forget()
+    catalog.forget()
     return provider
 
 
@@ -161,7 +154,7 @@ def provider_delete(*, provider: Provider) -> None:
     """Delete a provider and its models. Its conversations and completions stay (their
     provider becomes None; completions keep `provider_name` for the reports)."""
     provider.delete()
-    _forget()
+    catalog.forget()
 
 
 def provider_model_save(*, provider_model: ProviderModel, is_default: bool) -> ProviderModel:
@@ -180,14 +173,14 @@ def provider_model_save(*, provider_model: ProviderModel, is_default: bool) -> P
         else:
             # Not `listed` or `last_seen_at`: the refresh writes those meanwhile.
             provider_model.save(update_fields=["display_name", "enabled", "is_default"])
-    _forget()
+    catalog.forget()
     return provider_model
 
 
 def provider_model_delete(*, provider_model: ProviderModel) -> None:
     """Forget a model (a refresh lists it again, not offered, if the provider still has it)."""
     provider_model.delete()
-    _forget()
+    catalog.forget()
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,7 @@ class ConversationAdmin(ReadingPolicyMixin, AuditedReadMixin, admin.ModelAdmin):
     def display_title(self, obj: Conversation) -> str:
         if obj.staff_may_read:
             return selectors.conversation_title(obj)
-        return selectors.conversation_number(obj.pk)
+        return policy.hidden_title(obj.pk)
 
     @admin.display(description=_("messages"), ordering="message_count")
     def message_count(self, obj: Conversation) -> int:
@@ -408,7 +408,7 @@ class MessageAdmin(ChatContentAdmin):
     def conversation_shown(self, obj: Message) -> str:
         if obj.staff_may_read:
             return selectors.conversation_title(obj.conversation)
-        return selectors.conversation_number(obj.conversation_id)
+        return policy.hidden_title(obj.conversation_id)
 
     @admin.display(description=_("choice"), ordering="choice_index")
     def choice_number(self, obj: Message) -> int | None:

@@ -26,7 +26,6 @@ from django.utils.safestring import SafeString
 from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext as _
 
-from conversations.chat import reading
 from conversations.chat.models import Completion, Conversation, Message
 from conversations.chat.selectors import Reply
 from conversations.chat.tree import ONE, Tree, Versions
@@ -43,11 +42,6 @@ TRANSCRIPT_ORDER = ("position", "choice_index", "id")
 
 def conversation_title(conversation: Conversation) -> str:
     return conversation.title or _("New chat")
-
-
-def conversation_number(conversation_id: int) -> str:
-    """What staff see instead of a title they may not read."""
-    return reading.hidden_title(conversation_id)
 
 
 def _per_conversation(queryset: QuerySet, aggregate, output_field) -> Subquery:

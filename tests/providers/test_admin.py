@@ -38,6 +38,20 @@ def make_provider(name: str, base_url: str, key: str = "") -> Provider:
     return services.provider_save(provider=Provider(name=name, base_url=base_url), api_key=key)
 
 
+def new_lab(base_url: str) -> dict:
+    """The add form of a provider named Lab at `base_url`, with the raw key."""
+    return {
+        "name": "Lab",
+        "base_url": base_url,
+        "api_key": RAW_KEY,
+        "connect_timeout": "2",
+        "read_timeout": "60",
+        "enabled": "on",
+        "models-TOTAL_FORMS": "0",
+        "models-INITIAL_FORMS": "0",
+    }
+
+
 def form_data(provider: Provider, models: dict[str, dict] | None = None, **fields) -> dict:
     """The change form as its page posts it, with `fields` changed and, per model id, the
     model rows' (booleans are checkboxes: ticked or left out)."""
@@ -116,16 +130,7 @@ def test_a_superuser_adds_a_provider_and_its_key_is_stored_encrypted(
 
     response = posted(
         reverse("admin:conversations_provider_add"),
-        {
-            "name": "Lab",
-            "base_url": lab.base_url,
-            "api_key": RAW_KEY,
-            "connect_timeout": "2",
-            "read_timeout": "60",
-            "enabled": "on",
-            "models-TOTAL_FORMS": "0",
-            "models-INITIAL_FORMS": "0",
-        },
+        new_lab(lab.base_url),
     )
     assert response.status_code == 302
     provider = Provider.objects.get(name="Lab")
@@ -199,16 +204,7 @@ def test_the_key_is_in_no_log_line_page_or_error_through_add_refresh_and_failure
     lab = simulators()
     posted(
         reverse("admin:conversations_provider_add"),
-        {
-            "name": "Lab",
-            "base_url": lab.base_url,
-            "api_key": RAW_KEY,
-            "connect_timeout": "2",
-            "read_timeout": "60",
-            "enabled": "on",
-            "models-TOTAL_FORMS": "0",
-            "models-INITIAL_FORMS": "0",
-        },
+        new_lab(lab.base_url),
     )
     refreshes.run()
     provider = Provider.objects.get(name="Lab")

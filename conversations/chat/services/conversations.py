@@ -185,17 +185,31 @@ def conversations_delete(*, conversations: QuerySet[Conversation]) -> dict[str, 
     transaction, which bounds how many go at once. Returns the counts deleted (no content).
     """
     ids = list(conversations.values_list("pk", flat=True))
-    calls = Completion.objects.filter(conversation_id__in=ids)
-    # Budget reservations of calls still under way go back before the rows do.
-    for completion_id in calls.filter(status__in=Completion.ACTIVE).values_list("pk", flat=True):
-        budget_release(completion_id=completion_id)
-    usage_fold(completions=calls)
+    _calls_leave(Completion.objects.filter(conversation_id__in=ids))
     _total, counts = Conversation.objects.filter(pk__in=ids).delete()
     return {
         "conversations": counts.get(Conversation._meta.label, 0),
         "messages": counts.get(Message._meta.label, 0),
         "completions": counts.get(Completion._meta.label, 0),
     }
+
+
+def _calls_leave(calls: QuerySet[Completion]) -> None:
+    """Before calls' rows go: reservations of calls still under way go back, and what
+    they used goes into the daily usage rows."""
+    for completion_id in calls.filter(status__in=Completion.ACTIVE).values_list("pk", flat=True):
+        budget_release(completion_id=completion_id)
+    usage_fold(completions=calls)
+
+
+def completions_delete(*, completions: QuerySet[Completion]) -> int:
+    """Delete calls of no conversation (API calls), their usage kept in the daily rows;
+    in the caller's transaction. Returns how many went."""
+    ids = list(completions.values_list("pk", flat=True))
+    calls = Completion.objects.filter(pk__in=ids)
+    _calls_leave(calls)
+    calls.delete()
+    return len(ids)
 
 
 def history(conversation: Conversation, *, upto: int | None = None) -> list[dict]:
@@ -337,29 +351,23 @@ def _unavailable(conversation: Conversation, *, saved_note: bool = True) -> Mode
     """Why the conversation's model cannot be called now, if it cannot (what the
     providers' background refresh last saw: no provider is asked here)."""
     offer = catalog.find(conversation.provider_id, conversation.model)
+    label = offer.label if offer is not None else conversation.model
     if not catalog.may_use(conversation.owner_id, conversation.provider_id, conversation.model):
-        text = _("%(model)s is no longer offered to you: choose another model in Settings.") % {
-            "model": offer.label if offer is not None else conversation.model
-        }
-        if saved_note:
-            text = "%s %s" % (text, _("Your message is saved but was not sent."))  # noqa: UP031
-        return ModelUnavailable(text, code="model_access")
-    if conversation.provider_id is None and offer is None:
+        text = _("%(model)s is no longer offered to you: choose another model in Settings.")
+        text, code = text % {"model": label}, "model_access"
+    elif offer is None and conversation.provider_id is None:
         return None  # a model no longer in CHAT_MODELS: the environment's provider decides
-    if offer is not None and offer.available:
+    elif offer is None:
+        text = _("%(model)s is no longer offered: choose another model in Settings.")
+        text, code = text % {"model": label}, "model_unavailable"
+    elif offer.available:
         return None
-    if offer is None:
-        text = _("%(model)s is no longer offered: choose another model in Settings.") % {
-            "model": conversation.model
-        }
     else:
-        text = _("%(model)s is unavailable right now (%(error)s).") % {
-            "model": offer.label,
-            "error": offer.error,
-        }
+        text = _("%(model)s is unavailable right now (%(error)s).")
+        text, code = text % {"model": label, "error": offer.error}, "model_unavailable"
     if saved_note:
         text = "%s %s" % (text, _("Your message is saved but was not sent."))  # noqa: UP031
-    return ModelUnavailable(text, code="model_unavailable")
+    return ModelUnavailable(text, code=code)
 
 
 def provider_name(conversation: Conversation) -> str:
