@@ -1,9 +1,23 @@
 """The app's models, each defined in its domain's package (one Django app, one set of
 tables and migrations): Django loads them from here."""
 
-from conversations.accounts.models import Invitation, PendingAccount, SiteSettings, invitation_code
+from conversations.accounts.models import (
+    GroupManager,
+    Invitation,
+    PendingAccount,
+    SingleSignOnIdentity,
+    SiteSettings,
+    invitation_code,
+)
 from conversations.api.models import ApiKey
-from conversations.billing.models import BudgetPeriod, ModelPrice, UsageDay, UserBudget
+from conversations.billing.models import (
+    BudgetPeriod,
+    GroupBudget,
+    GroupBudgetPeriod,
+    ModelPrice,
+    UsageDay,
+    UserBudget,
+)
 from conversations.chat.models import Completion, Conversation, Message
 from conversations.providers.models import ModelAccess, Provider, ProviderModel
 from conversations.review.models import AuditEvent, AuditSubject
@@ -16,6 +30,9 @@ __all__ = [
     "BudgetPeriod",
     "Completion",
     "Conversation",
+    "GroupBudget",
+    "GroupBudgetPeriod",
+    "GroupManager",
     "Invitation",
     "Message",
     "ModelAccess",
@@ -24,6 +41,7 @@ __all__ = [
     "Provider",
     "ProviderModel",
     "ShareLink",
+    "SingleSignOnIdentity",
     "SiteSettings",
     "UsageDay",
     "UserBudget",

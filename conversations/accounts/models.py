@@ -203,3 +203,58 @@ class PendingAccount(models.Model):
 
     def __str__(self) -> str:
         return str(self.user)
+
+
+class GroupManager(models.Model):
+    """Someone who manages a group (Django's auth.Group): they see the group's members and
+    its usage report, never the members' conversations. Not staff: a manager has no admin."""
+
+    group = models.ForeignKey(
+        "auth.Group", on_delete=models.CASCADE, related_name="managers", verbose_name=_("group")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="managed_groups",
+        verbose_name=_("manager"),
+    )
+
+    class Meta:
+        verbose_name = _("group manager")
+        verbose_name_plural = _("group managers")
+        constraints = [
+            models.UniqueConstraint(fields=["group", "user"], name="group_manager_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.group})"
+
+
+class SingleSignOnIdentity(models.Model):
+    """An account's identity at the OpenID provider: the issuer and its `sub` claim, which
+    find the account at each log-in (an email address can change; the subject does not).
+    `groups` are the group names the last log-in's claim gave, so that a group the claim
+    no longer names is taken away, and groups given in the admin are left alone."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="sso_identities",
+        verbose_name=_("user"),
+    )
+    issuer = models.CharField(_("issuer"), max_length=255)
+    subject = models.CharField(_("subject"), max_length=255)
+    email = models.EmailField(_("email"), blank=True)
+    groups = models.JSONField(_("groups from the claim"), default=list, blank=True)
+    created_at = models.DateTimeField(_("first log-in"), default=timezone.now)
+    last_login_at = models.DateTimeField(_("last log-in"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("single sign-on identity")
+        verbose_name_plural = _("single sign-on identities")
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="sso_identity_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.issuer}"

@@ -87,6 +87,48 @@ class BudgetPeriod(models.Model):
         return f"{self.user} {self.month:%Y-%m}"
 
 
+class GroupBudget(models.Model):
+    """A monthly limit for a group as a whole, pooled across its members, beside each
+    member's own limit: a call must fit both (blank = no limit of that kind)."""
+
+    group = models.OneToOneField(
+        "auth.Group", on_delete=models.CASCADE, related_name="budget", verbose_name=_("group")
+    )
+    monthly_token_limit = models.PositiveBigIntegerField(
+        _("monthly token limit"), null=True, blank=True
+    )
+    monthly_cost_limit = models.DecimalField(
+        _("monthly cost limit"), max_digits=14, decimal_places=4, null=True, blank=True
+    )
+
+    class Meta:
+        verbose_name = _("group budget")
+        verbose_name_plural = _("group budgets")
+
+    def __str__(self) -> str:
+        return str(self.group)
+
+
+class GroupBudgetPeriod(models.Model):
+    """Running totals for one group and month, pooled across members; locked while
+    reserving, after the member's own period row (locks are taken in group id order)."""
+
+    group = models.ForeignKey("auth.Group", on_delete=models.CASCADE, related_name="budget_periods")
+    month = models.DateField()  # first day of the month
+    reserved_tokens = models.BigIntegerField(default=0)
+    used_tokens = models.BigIntegerField(default=0)
+    reserved_cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    used_cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["group", "month"], name="group_period_group_month"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.group} {self.month:%Y-%m}"
+
+
 class UsageDay(models.Model):
     """What calls used on one day (site time zone), kept after their rows are gone: a
     deleted conversation, a retention purge or a deleted account folds its calls in here,

@@ -363,6 +363,9 @@ class Completion(models.Model):
     reserved_tokens = models.PositiveIntegerField(default=0)
     reserved_cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
     budget_settled = models.BooleanField(default=False)
+    # The groups whose pooled budgets the reservation was made against (their ids), so
+    # that settling or releasing it touches the same ones even if membership changed.
+    budget_groups = models.JSONField(default=list, blank=True)
 
     class Meta:
         verbose_name = _("completion")
