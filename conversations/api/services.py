@@ -110,7 +110,9 @@ def key_authenticate(authorization: str, *, site: SiteSettings | None = None) ->
         raise _refused("Send your API key as 'Authorization: Bearer cs-…'.")
     parts = keys.split(text.strip())
     # The user and their budget too: what the call may need to check (call_open).
-    found = ApiKey.objects.select_related("user", "user__budget")
+    found = ApiKey.objects.select_related("user", "user__budget").annotate(
+        in_budgeted_group=budgets.in_budgeted_group("user_id")
+    )
     key = found.filter(prefix=parts.prefix).first() if parts else None
     if key is None or not keys.matches(parts.secret, salt=key.salt, hashed=key.hashed):
         raise _refused("Incorrect API key provided.")
@@ -173,7 +175,9 @@ def call_open(*, key: ApiKey, asked: Asked) -> Opened:
         raise ApiError(503, error.message, type="server_error", code="model_unavailable") from None
     # Nothing to count or reserve (no budget, no in-flight limit): no lock to take either.
     checked = (
-        settings.MAX_REPLIES_IN_FLIGHT > 0 or budgets.limits_of(budgets.override_of(key.user)).any
+        settings.MAX_REPLIES_IN_FLIGHT > 0
+        or getattr(key, "in_budgeted_group", True)
+        or budgets.limits_of(budgets.override_of(key.user)).any
     )
 
     def open_row() -> Opened:
@@ -210,6 +214,7 @@ def call_open(*, key: ApiKey, asked: Asked) -> Opened:
             lease_expires_at=now + timedelta(seconds=settings.COMPLETION_LEASE_SECONDS),
             reserved_tokens=reserved.tokens,
             reserved_cost=reserved.cost,
+            budget_groups=list(reserved.groups or ()),
             request_id=logs.current_request_id(),
         )
         if key.last_used_at is None or key.last_used_at < now - LAST_USED_EVERY:

@@ -199,6 +199,35 @@ SENDERS = 20
 ALLOWED = 5  # the limit fits this many reservations, and half of one more
 
 
+def sends_at_once(conversations: list, content: str = "race") -> list[tuple[str, object]]:
+    """Each conversation's owner sends `content` in it, all at once (one thread each, a
+    barrier between them): ("sent", completion id) or ("refused", the refusal's code)."""
+    barrier = threading.Barrier(len(conversations))
+    results: list[tuple[str, object]] = [("", None)] * len(conversations)
+
+    def sender(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            _, completion = chat_services.message_send(
+                owner=conversations[i].owner, conversation_id=conversations[i].pk, content=content
+            )
+            results[i] = ("sent", completion.pk)
+        except BudgetExceeded as refusal:
+            results[i] = ("refused", refusal.code)
+        except Exception as exc:  # reported below, with the thread's number
+            results[i] = ("error", repr(exc))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(len(conversations))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert [r for r in results if r[0] not in ("sent", "refused")] == []
+    return results
+
+
 def _race(alice, simulator, enqueued, settings) -> None:
     """SENDERS threads send at once, each in its own conversation; only ALLOWED fit."""
     # Only the budget may refuse here, not the abuse limits.
@@ -211,29 +240,7 @@ def _race(alice, simulator, enqueued, settings) -> None:
     each = estimate(conversations[0], "race")
     limit = each * ALLOWED + each // 2
     limit_tokens(alice, limit)
-    barrier = threading.Barrier(SENDERS)
-    results: list[tuple[str, object]] = [("", None)] * SENDERS
-
-    def sender(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            _, completion = chat_services.message_send(
-                owner=alice, conversation_id=conversations[i].pk, content="race"
-            )
-            results[i] = ("sent", completion.pk)
-        except BudgetExceeded:
-            results[i] = ("refused", None)
-        except Exception as exc:  # reported below, with the thread's number
-            results[i] = ("error", repr(exc))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=sender, args=(i,)) for i in range(SENDERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert [r for r in results if r[0] not in ("sent", "refused")] == []
+    results = sends_at_once(conversations)
 
     sent = [pk for outcome, pk in results if outcome == "sent"]
     refused = [i for i, (outcome, _) in enumerate(results) if outcome == "refused"]

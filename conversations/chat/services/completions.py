@@ -297,7 +297,15 @@ def completion_abandon(*, completion_id: int, now: datetime) -> bool:
 # --- Budgets: each call's reservation is settled (or released) once ---
 
 
-CLOSE_FIELDS = ("user_id", "queued_at", "reserved_tokens", "reserved_cost", "total_tokens", "cost")
+CLOSE_FIELDS = (
+    "user_id",
+    "queued_at",
+    "reserved_tokens",
+    "reserved_cost",
+    "budget_groups",
+    "total_tokens",
+    "cost",
+)
 
 
 def _budget_close(completion_id: int, *, used: bool) -> None:
@@ -305,9 +313,7 @@ def _budget_close(completion_id: int, *, used: bool) -> None:
         row = (
             Completion.objects.select_for_update(no_key=True)
             .filter(pk=completion_id, budget_settled=False)
-            .only(
-                "user_id", "queued_at", "reserved_tokens", "reserved_cost", "total_tokens", "cost"
-            )
+            .only(*CLOSE_FIELDS)
             .first()
         )
         if row is None:
@@ -315,7 +321,7 @@ def _budget_close(completion_id: int, *, used: bool) -> None:
         budgets.period_adjust(
             user_id=row.user_id,
             at=row.queued_at,
-            reserved=budgets.Reservation(tokens=row.reserved_tokens, cost=row.reserved_cost),
+            reserved=budgets.reservation_of(row),
             used_tokens=(row.total_tokens or 0) if used else 0,
             used_cost=(row.cost or Decimal(0)) if used else Decimal(0),
         )

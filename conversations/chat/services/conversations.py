@@ -419,6 +419,7 @@ def _completion_queue(
         available_at=now,
         reserved_tokens=reserved.tokens,
         reserved_cost=reserved.cost,
+        budget_groups=list(reserved.groups or ()),
     )
     transaction.on_commit(lambda: completions.completion_enqueue(completion.pk))
     return completion

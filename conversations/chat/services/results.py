@@ -211,7 +211,7 @@ def save_result(
         budgets.period_adjust(
             user_id=completion.user_id,
             at=completion.queued_at,
-            reserved=budgets.Reservation(completion.reserved_tokens, completion.reserved_cost),
+            reserved=budgets.reservation_of(completion),
             used_tokens=fields["total_tokens"] or 0,
             used_cost=fields["cost"] or Decimal(0),
         )

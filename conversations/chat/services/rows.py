@@ -30,15 +30,17 @@ def lock_conversation(conversation: Conversation) -> Conversation:
 def lock_sender(user_id: int) -> budgets.Limits:
     """Lock the user's row until the transaction ends, so one user's sends (and the counts
     they check) go one by one; and read the budget limits that apply, in the same
-    statement."""
+    statement (a second one reads the pooled limits of their groups, when one has any)."""
     user = (
         get_user_model()
         .objects.select_for_update(no_key=True, of=("self",))
         .select_related("budget")
+        .annotate(in_budgeted_group=budgets.in_budgeted_group())
         .only("pk", *BUDGET_FIELDS)
         .get(pk=user_id)
     )
-    return budgets.limits_of(budgets.override_of(user))
+    groups = budgets.group_limits(user_id) if user.in_budgeted_group else ()
+    return budgets.limits_of(budgets.override_of(user), groups=groups)
 
 
 @dataclass(frozen=True)

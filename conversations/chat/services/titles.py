@@ -94,7 +94,7 @@ def conversation_title(*, completion_id: int) -> str | None:
         .values_list("content", flat=True)
         .first()
     )
-    if not reply or budgets.budget_status(completion.user_id).exhausted:
+    if not reply or budgets.exhausted(completion.user_id):
         return None
     body = title_request(completion, reply)
     started = timezone.now()
@@ -166,7 +166,7 @@ def _record(
         budgets.period_adjust(
             user_id=completion.user_id,
             at=started,
-            reserved=budgets.Reservation(),
+            reserved=budgets.UNRESERVED,
             used_tokens=row.total_tokens or 0,
             used_cost=row.cost or Decimal(0),
         )
