@@ -102,7 +102,7 @@ TRUSTED_PROXIES = envlist("DJANGO_TRUSTED_PROXIES", "")
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "chatsite.apps.SiteAdminConfig",  # django.contrib.admin with chatsite.admin.SiteAdmin
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

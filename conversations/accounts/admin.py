@@ -1,11 +1,14 @@
 """Sign-up in the admin: the site's sign-up mode (superusers), invitations and the
-accounts waiting for approval; and the admin's own log-in under the failed log-in limits."""
+accounts waiting for approval; the admin's own log-in under the failed log-in limits; and
+groups with their managers (who see a group's usage and members, never their chats)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
-from django.db.models import CharField, QuerySet, Value
+from django.db.models import CharField, Count, QuerySet, Value
 from django.db.models.functions import Concat
 from django.http import HttpRequest
 from django.shortcuts import redirect
@@ -19,7 +22,7 @@ from conversations.shared.admin import SuperusersOnly
 
 from . import selectors, services
 from .forms import AdminLoginForm
-from .models import Invitation, PendingAccount, SiteSettings
+from .models import GroupManager, Invitation, PendingAccount, SiteSettings
 
 admin.site.login_form = AdminLoginForm
 
@@ -145,3 +148,52 @@ class PendingAccountAdmin(admin.ModelAdmin):
             ngettext("Deleted %(count)d account.", "Deleted %(count)d accounts.", count)
             % {"count": count},
         )
+
+
+class GroupManagerInline(admin.TabularInline):
+    """A group's managers: staff with the group permissions see them, superusers choose."""
+
+    model = GroupManager
+    extra = 0
+    autocomplete_fields = ("user",)
+    verbose_name = _("manager")
+    verbose_name_plural = _("Managers")
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Whoever may see the group sees who manages it.
+        return request.user.has_perm("auth.view_group") or request.user.has_perm(
+            "auth.change_group"
+        )
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class SiteGroupAdmin(GroupAdmin):
+    """Django's groups, with their managers and a count of members that leads to them."""
+
+    inlines = (GroupManagerInline,)
+    list_display = ("name", "member_count")
+    readonly_fields = ("member_count",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Group]:
+        return super().get_queryset(request).annotate(member_total=Count("user", distinct=True))
+
+    def get_fields(self, request: HttpRequest, obj=None):
+        return ("name", "permissions") if obj is None else ("name", "member_count", "permissions")
+
+    @admin.display(description=_("members"), ordering="member_total")
+    def member_count(self, obj: Group) -> str:
+        # Django's user list filters by group: the count opens it.
+        url = reverse("admin:auth_user_changelist") + f"?groups__id__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, obj.member_total)

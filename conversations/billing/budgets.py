@@ -351,13 +351,21 @@ class BudgetStatus:
         """The group's name, for a group's meter ("" for the person's own)."""
         return self.limits.name if isinstance(self.limits, GroupLimit) else ""
 
+    @property
+    def key(self) -> str:
+        """Tells one meter's element ids from another's on a page."""
+        if isinstance(self.limits, GroupLimit):
+            return f"group-budget-{self.limits.group_id}"
+        return "budget"
+
 
 def budget_status(user_id: int) -> BudgetStatus:
     """The user's limits and this month's used and reserved totals (two queries)."""
     period = period_usage(user_id)
     return BudgetStatus(
         month=period.month,
-        limits=limits_for(user_id),
+        # The person's own limits; their groups' have meters of their own.
+        limits=limits_of(UserBudget.objects.filter(user_id=user_id).first()),
         used_tokens=period.used_tokens,
         reserved_tokens=period.reserved_tokens,
         used_cost=Decimal(period.used_cost),

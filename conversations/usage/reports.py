@@ -11,18 +11,23 @@ Calls whose rows are gone (a deleted conversation, a retention purge, a deleted 
 are counted from their daily rows (billing.UsageDay): every report adds those to the
 calls still stored, so totals never change when detail goes. A deleted account's rows
 have no user (user_id None, no username).
+
+A group's usage (Django's auth.Group) is that of its current members, over the whole
+range: someone who joins brings their usage with them, and someone in two groups counts
+in both. So a group's totals are the sum of its members' own reports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Count, Max, Min, Q, QuerySet, Sum
+from django.contrib.auth.models import Group
+from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -53,21 +58,32 @@ def day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
     )
 
 
-def completions_in(start: date, end: date, user_id: int | None = None) -> QuerySet[Completion]:
-    """Completions queued in the range (one user's, or everyone's); uses the queued_at indexes."""
+def completions_in(
+    start: date, end: date, user_id: int | None = None, *, group_id: int | None = None
+) -> QuerySet[Completion]:
+    """Completions queued in the range (one user's, one group's current members', or
+    everyone's); uses the queued_at indexes."""
     since, until = day_bounds(start, end)
     rows = Completion.objects.filter(queued_at__gte=since, queued_at__lt=until)
     if user_id is not None:
         rows = rows.filter(user_id=user_id)
+    if group_id is not None:
+        # (user, group) is unique in the membership table: each call is joined once.
+        rows = rows.filter(user__groups=group_id)
     # Clear the model's default ordering so it never ends up in GROUP BY.
     return rows.order_by()
 
 
-def days_in(start: date, end: date, user_id: int | None = None) -> QuerySet[UsageDay]:
-    """The daily rows of removed calls in the range (one user's, or everyone's)."""
+def days_in(
+    start: date, end: date, user_id: int | None = None, *, group_id: int | None = None
+) -> QuerySet[UsageDay]:
+    """The daily rows of removed calls in the range (one user's, one group's current
+    members', or everyone's)."""
     rows = UsageDay.objects.filter(day__gte=start, day__lte=end)
     if user_id is not None:
         rows = rows.filter(user_id=user_id)
+    if group_id is not None:
+        rows = rows.filter(user__groups=group_id)
     return rows.order_by()
 
 
@@ -184,13 +200,21 @@ def user_summary(user_id: int, start: date, end: date) -> dict[str, Any]:
     return _totals(completions_in(start, end, user_id), days_in(start, end, user_id))
 
 
-def per_day(user_id: int | None, start: date, end: date, *, fill: bool = True) -> list[dict]:
-    """Rows per day (key `day`, a date in the site time zone), oldest first.
+def per_day(
+    user_id: int | None,
+    start: date,
+    end: date,
+    *,
+    fill: bool = True,
+    group_id: int | None = None,
+) -> list[dict]:
+    """Rows per day (key `day`, a date in the site time zone), oldest first: of one user,
+    one group (`group_id`) or everyone.
 
     With `fill`, days without calls are included as zero rows (for the chart)."""
     day = TruncDate("queued_at", tzinfo=timezone.get_current_timezone())
-    calls = completions_in(start, end, user_id).annotate(day=day).values("day")
-    removed = days_in(start, end, user_id).values("day")
+    calls = completions_in(start, end, user_id, group_id=group_id).annotate(day=day).values("day")
+    removed = days_in(start, end, user_id, group_id=group_id).values("day")
     merged = _merged(calls.annotate(**_metrics()), removed.annotate(**_day_metrics()), key=("day",))
     rows = {row["day"]: row for row in sorted(merged, key=lambda row: row["day"])}
     if not fill:
@@ -199,13 +223,16 @@ def per_day(user_id: int | None, start: date, end: date, *, fill: bool = True) -
     return [rows.get(d) or {"day": d, **_empty_row()} for d in days]
 
 
-def per_model(user_id: int | None, start: date, end: date) -> list[dict]:
+def per_model(
+    user_id: int | None, start: date, end: date, *, group_id: int | None = None
+) -> list[dict]:
     """Rows per model asked for, its provider and source (keys `model`, `provider_name`:
-    "" for the environment's own, `source`: the browser or the API), most tokens first."""
+    "" for the environment's own, `source`: the browser or the API), most tokens first:
+    of one user, one group (`group_id`) or everyone."""
     key = ("model", "provider_name", "source")
     rows = _merged(
-        completions_in(start, end, user_id).values(*key).annotate(**_metrics()),
-        days_in(start, end, user_id).values(*key).annotate(**_day_metrics()),
+        completions_in(start, end, user_id, group_id=group_id).values(*key).annotate(**_metrics()),
+        days_in(start, end, user_id, group_id=group_id).values(*key).annotate(**_day_metrics()),
         key=key,
     )
     rows.sort(
@@ -300,6 +327,90 @@ def user_drilldown(user_id: int, start: date, end: date) -> dict[str, Any]:
         "days": per_day(user_id, start, end),
         "models": per_model(user_id, start, end),
     }
+
+
+# --- Groups: the usage of each group's current members ---
+
+
+def group_summary(group_id: int, start: date, end: date) -> dict[str, Any]:
+    """A group's totals for the range (two queries)."""
+    return _totals(
+        completions_in(start, end, group_id=group_id), days_in(start, end, group_id=group_id)
+    )
+
+
+def group_drilldown(group_id: int, start: date, end: date) -> dict[str, Any]:
+    """A group's totals, days and models for the range (six queries)."""
+    return {
+        "summary": group_summary(group_id, start, end),
+        "days": per_day(None, start, end, group_id=group_id),
+        "models": per_model(None, start, end, group_id=group_id),
+    }
+
+
+def per_group(start: date, end: date, group_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Each group's totals by group id, zeros for a group without calls (two queries, however
+    many groups: each kind of row is grouped by the membership's group)."""
+    ids = list(group_ids)
+    member_of = F("user__groups")
+    rows = _merged(
+        completions_in(start, end)
+        .values(group_id=member_of)
+        .filter(group_id__in=ids)
+        .annotate(**_metrics()),
+        days_in(start, end)
+        .values(group_id=member_of)
+        .filter(group_id__in=ids)
+        .annotate(**_day_metrics()),
+        key=("group_id",),
+    )
+    found = {row["group_id"]: row for row in rows}
+    return {pk: found.get(pk) or {"group_id": pk, **_empty_row()} for pk in ids}
+
+
+def group_rows(start: date, end: date, groups: Iterable[Group]) -> list[dict[str, Any]]:
+    """A report row per group (keys group_id, name, members and the metrics), in the order
+    given; each group needs a `members` count (selectors.visible_groups gives it)."""
+    groups = list(groups)
+    usage = per_group(start, end, [group.pk for group in groups])
+    return [{**usage[group.pk], "name": group.name, "members": group.members} for group in groups]
+
+
+def group_members(group_id: int) -> QuerySet:
+    """The group's current members as (id, username), A to Z."""
+    return (
+        get_user_model()
+        .objects.filter(groups=group_id)
+        .order_by("username", "pk")
+        .values_list("pk", "username")
+    )
+
+
+def per_member(
+    group_id: int,
+    start: date,
+    end: date,
+    members: Sequence[tuple[int, str]] | None = None,
+) -> list[dict[str, Any]]:
+    """A row per member (keys user_id, username and the metrics), zeros for one without
+    calls: the (id, username) pairs of `members` (a page of them) in their order, or every
+    current member (three queries then: the members too)."""
+    calls = completions_in(start, end, group_id=group_id)
+    days = days_in(start, end, group_id=group_id)
+    if members is None:
+        members = list(group_members(group_id))
+    else:
+        ids = [pk for pk, _name in members]
+        calls, days = calls.filter(user_id__in=ids), days.filter(user_id__in=ids)
+    rows = _merged(
+        calls.values("user_id").annotate(**_metrics()),
+        days.values("user_id").annotate(**_day_metrics()),
+        key=("user_id",),
+    )
+    found = {row["user_id"]: row for row in rows}
+    return [
+        {**(found.get(pk) or _empty_row()), "user_id": pk, "username": name} for pk, name in members
+    ]
 
 
 def report_user(user_id: int) -> AbstractBaseUser | None:

@@ -26,6 +26,8 @@ from . import reports
 HEADERS = {
     "day": gettext_lazy("Day"),
     "username": gettext_lazy("User"),
+    "group": gettext_lazy("Group"),
+    "members": gettext_lazy("Members"),
     "model": gettext_lazy("Model"),
     "provider": gettext_lazy("Provider"),
     "source": gettext_lazy("Source"),
@@ -39,6 +41,7 @@ HEADERS = {
     "unpriced": gettext_lazy("Requests without a price"),
 }
 NUMERIC = {
+    "members",
     "requests",
     "failed",
     "prompt_tokens",
@@ -67,6 +70,8 @@ def cell(row: dict[str, Any], key: str, *, grouped: bool = False) -> str:
         return cost_cell(row)
     if key == "day":
         return row["day"].isoformat()
+    if key == "group":
+        return row["name"]
     if key == "source":
         return str(SOURCES.get(row["source"], row["source"]))
     if key == "provider":
@@ -94,6 +99,7 @@ def table(rows: list[dict], keys: list[str], *, grouped: bool = False) -> list[d
     return [
         {
             "user_id": row.get("user_id"),
+            "group_id": row.get("group_id"),
             "cells": [(key, cell(row, key, grouped=grouped)) for key in keys],
         }
         for row in rows

@@ -1,4 +1,5 @@
-"""Usage pages: a user's own usage, and (staff only) every user's, with CSV exports."""
+"""Usage pages: a user's own usage, (staff only) every user's, and each group's for staff
+and the group's managers, with CSV exports."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Page, Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from conversations.billing import budgets
 
-from . import charts, reports
+from . import charts, reports, selectors
 from .forms import UsageRangeForm, range_form
 from .tables import METRIC_COLUMNS, NUMERIC, columns, cost_cell, csv_response, table
 
@@ -27,14 +29,23 @@ def _range_query(form: UsageRangeForm, **extra: str) -> dict[str, str]:
     return {"start": data["start"].isoformat(), "end": data["end"].isoformat(), **extra}
 
 
+DAY_KEYS = ["day", *METRIC_COLUMNS]
+MODEL_KEYS = ["model", "provider", "source", *METRIC_COLUMNS]
+GROUP_KEYS = ["group", "members", *METRIC_COLUMNS]
+MEMBER_KEYS = ["username", *METRIC_COLUMNS]
+GROUPS_PER_PAGE = MEMBERS_PER_PAGE = 50
+
+
 def _user_context(user_id: int, form: UsageRangeForm) -> dict[str, Any]:
     """Totals, chart and the per-day and per-model tables of one user."""
     start, end = form.cleaned_data["start"], form.cleaned_data["end"]
-    drill = reports.user_drilldown(user_id, start, end)
-    day_keys, model_keys = (
-        ["day", *METRIC_COLUMNS],
-        ["model", "provider", "source", *METRIC_COLUMNS],
-    )
+    return _drilldown_context(reports.user_drilldown(user_id, start, end), form)
+
+
+def _drilldown_context(drill: dict[str, Any], form: UsageRangeForm) -> dict[str, Any]:
+    """Totals, chart and the per-day and per-model tables of a drill-down (a user's or a
+    group's)."""
+    start, end = form.cleaned_data["start"], form.cleaned_data["end"]
     return {
         "start": start,
         "end": end,
@@ -43,10 +54,10 @@ def _user_context(user_id: int, form: UsageRangeForm) -> dict[str, Any]:
         # The page shows the one that fits the window (usage.css).
         "chart": charts.tokens_per_day_svg(drill["days"])
         + charts.tokens_per_day_svg(drill["days"], narrow=True),
-        "day_columns": columns(day_keys),
-        "day_rows": table(drill["days"], day_keys, grouped=True),
-        "model_columns": columns(model_keys),
-        "model_rows": table(drill["models"], model_keys, grouped=True),
+        "day_columns": columns(DAY_KEYS),
+        "day_rows": table(drill["days"], DAY_KEYS, grouped=True),
+        "model_columns": columns(MODEL_KEYS),
+        "model_rows": table(drill["models"], MODEL_KEYS, grouped=True),
     }
 
 
@@ -63,7 +74,10 @@ def usage_mine(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {
         "form": form,
         "budget": budgets.budget_status(request.user.pk),
+        "group_budgets": budgets.group_budget_statuses(request.user.pk),
         "numeric_keys": NUMERIC,
+        # The header's "Group usage" link (base.html): asked here, not on every page.
+        "manages_groups": selectors.manages_groups(request.user),
     }
     if form.is_valid():
         context |= _user_context(request.user.pk, form)
@@ -81,10 +95,9 @@ def usage_mine_csv(request: HttpRequest) -> HttpResponse:
         return _bad_range(form)
     start, end = form.cleaned_data["start"], form.cleaned_data["end"]
     if request.GET.get("group") == "model":
-        keys = ["model", "provider", "source", *METRIC_COLUMNS]
-        rows = reports.per_model(request.user.pk, start, end)
+        keys, rows = MODEL_KEYS, reports.per_model(request.user.pk, start, end)
     else:
-        keys, rows = ["day", *METRIC_COLUMNS], reports.per_day(request.user.pk, start, end)
+        keys, rows = DAY_KEYS, reports.per_day(request.user.pk, start, end)
     group = "models" if keys[0] == "model" else "days"
     return csv_response(f"usage-{group}-{start}-{end}.csv", keys, rows)
 
@@ -155,3 +168,102 @@ def usage_user(request: HttpRequest, user_id: int) -> HttpResponse:
         context["budget"] = budgets.budget_status(subject.pk)
         context["back_query"] = urlencode(_range_query(form))
     return render(request, "usage/user.html", context)
+
+
+# --- Groups: staff see every group, a manager the groups they manage ---
+
+
+def _pages(page: Page) -> list:
+    return list(page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1))
+
+
+@login_required
+@require_GET
+def usage_groups(request: HttpRequest) -> HttpResponse:
+    groups = Paginator(selectors.visible_groups(request.user), GROUPS_PER_PAGE)
+    # Not staff and no group to manage: the page does not exist for them (404, not 403).
+    if not request.user.is_staff and not groups.count:
+        raise Http404
+    form = range_form(request)
+    context: dict[str, Any] = {"form": form, "numeric_keys": NUMERIC, "manages_groups": True}
+    if form.is_valid():
+        start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+        page = groups.get_page(request.GET.get("page"))
+        rows = reports.group_rows(start, end, page.object_list)
+        query = urlencode(_range_query(form))
+        context |= {
+            "start": start,
+            "end": end,
+            "page": page,
+            "page_range": _pages(page),
+            "columns": columns(GROUP_KEYS),
+            "rows": table(rows, GROUP_KEYS, grouped=True),
+            "range_query": query,
+        }
+    return render(request, "usage/groups.html", context)
+
+
+@login_required
+@require_GET
+def usage_groups_csv(request: HttpRequest) -> HttpResponse:
+    groups = list(selectors.visible_groups(request.user))
+    if not request.user.is_staff and not groups:
+        raise Http404
+    form = range_form(request)
+    if not form.is_valid():
+        return _bad_range(form)
+    start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+    rows = reports.group_rows(start, end, groups)
+    return csv_response(f"usage-groups-{start}-{end}.csv", GROUP_KEYS, rows)
+
+
+@login_required
+@require_GET
+def usage_group(request: HttpRequest, group_id: int) -> HttpResponse:
+    group = selectors.get_group_for_user(request.user, group_id)
+    form = range_form(request)
+    context: dict[str, Any] = {
+        "form": form,
+        "group": group,
+        "numeric_keys": NUMERIC,
+        "manages_groups": True,
+        # Only staff have the drill-down to a person's own report.
+        "user_links": request.user.is_staff,
+    }
+    if form.is_valid():
+        start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+        context |= _drilldown_context(reports.group_drilldown(group.pk, start, end), form)
+        members = Paginator(reports.group_members(group.pk), MEMBERS_PER_PAGE)
+        page = members.get_page(request.GET.get("page"))
+        member_rows = reports.per_member(group.pk, start, end, list(page.object_list))
+        range_query = _range_query(form)
+        context |= {
+            "page": page,
+            "page_range": _pages(page),
+            "member_columns": columns(MEMBER_KEYS),
+            "member_rows": table(member_rows, MEMBER_KEYS, grouped=True),
+            "range_query": urlencode(range_query),
+            "csv_days_query": urlencode({**range_query, "group": "day"}),
+            "csv_models_query": urlencode({**range_query, "group": "model"}),
+            "csv_members_query": urlencode({**range_query, "group": "member"}),
+        }
+    return render(request, "usage/group.html", context)
+
+
+@login_required
+@require_GET
+def usage_group_csv(request: HttpRequest, group_id: int) -> HttpResponse:
+    group = selectors.get_group_for_user(request.user, group_id)
+    form = range_form(request)
+    if not form.is_valid():
+        return _bad_range(form)
+    start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+    kind = request.GET.get("group")
+    if kind == "model":
+        keys, rows = MODEL_KEYS, reports.per_model(None, start, end, group_id=group.pk)
+    elif kind == "member":
+        keys, rows = MEMBER_KEYS, reports.per_member(group.pk, start, end)
+    else:
+        kind = "day"
+        keys, rows = DAY_KEYS, reports.per_day(None, start, end, group_id=group.pk)
+    return csv_response(f"usage-group-{group.pk}-{kind}s-{start}-{end}.csv", keys, rows)

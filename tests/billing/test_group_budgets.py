@@ -259,3 +259,18 @@ def test_fifty_members_sending_at_once_never_pass_the_pool_on_postgresql(
 ):
     assert connection.vendor == "postgresql"
     _race(50, simulator, enqueued, settings)
+
+
+def test_my_usage_shows_each_groups_meter(client, alice, bob, send):
+    sales = group_of(alice, tokens=100_000)
+    group_of(alice, tokens=50_000, name="emea")
+    send(chat(alice), "hello")
+    client.force_login(alice)
+    page = client.get(reverse("usage_mine")).content.decode()
+    assert "Budget of the group sales" in page and "Budget of the group emea" in page
+    assert f'id="group-budget-{sales.pk}-tokens"' in page
+    assert f"{pooled(sales).reserved_tokens} of 100000 tokens used or reserved" in page
+    # No limit of her own: no meter of her own.
+    assert 'id="budget-tokens"' not in page
+    client.force_login(bob)
+    assert "Budget of the group" not in client.get(reverse("usage_mine")).content.decode()

@@ -334,7 +334,7 @@ def test_without_limits_no_budget_is_shown(client, alice):
 
 def test_usage_pages_use_few_queries(client, alice, charlie, usage, django_assert_max_num_queries):
     client.force_login(alice)
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(12):
         client.get(reverse("usage_mine"), RANGE)
     client.force_login(charlie)
     with django_assert_max_num_queries(8):
