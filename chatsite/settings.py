@@ -216,6 +216,34 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat_home"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- Single sign-on (OpenID Connect: conversations/accounts/oidc.py, docs/deploy.md) ---
+# On when OIDC_ISSUER and OIDC_CLIENT_ID are set: the log-in pages (the admin's too) offer
+# "Log in with <OIDC_PROVIDER_NAME>". The provider's endpoints and signing keys are read
+# from {OIDC_ISSUER}/.well-known/openid-configuration on first use; ID tokens must be RS256.
+# The redirect URI to register at the provider: {site}/accounts/oidc/callback/.
+OIDC_ISSUER = os.environ.get("OIDC_ISSUER", "").strip()
+OIDC_CLIENT_ID = os.environ.get("OIDC_CLIENT_ID", "").strip()
+OIDC_CLIENT_SECRET = envsecret("OIDC_CLIENT_SECRET")
+OIDC_SCOPES = os.environ.get("OIDC_SCOPES") or "openid email profile"
+# The claim naming the user's groups (a list of names, or one name); empty: no group sync.
+OIDC_GROUPS_CLAIM = os.environ.get("OIDC_GROUPS_CLAIM", "groups").strip()
+OIDC_PROVIDER_NAME = os.environ.get("OIDC_PROVIDER_NAME") or _("single sign-on")
+# Seconds each call to the provider (discovery, token, keys, userinfo) may take.
+OIDC_TIMEOUT = envfloat("OIDC_TIMEOUT", 10.0)
+SSO = bool(OIDC_ISSUER and OIDC_CLIENT_ID)
+# Off: local passwords log in nowhere (site and admin), and sign-up is closed; everyone,
+# staff too, logs in through single sign-on.
+PASSWORD_LOGIN = envbool("PASSWORD_LOGIN", True)
+if not PASSWORD_LOGIN and not SSO:
+    raise ImproperlyConfigured(
+        "PASSWORD_LOGIN=false leaves no way to log in: set OIDC_ISSUER and OIDC_CLIENT_ID too."
+    )
+if SSO:
+    AUTHENTICATION_BACKENDS = [
+        "django.contrib.auth.backends.ModelBackend",
+        "conversations.accounts.oidc.Backend",
+    ]
+
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]

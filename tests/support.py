@@ -221,13 +221,8 @@ class WebProcess:
         self._log.close()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        if self.process:
+            process_stop(self.process)
         if getattr(self, "_log", None):
             self._log.close()
 
@@ -255,3 +250,14 @@ def browser_login(page: Any, base_url: str, username: str, password: str) -> Non
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("button", name="Log out")).to_be_visible(timeout=10_000)
+
+
+def process_stop(process: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if it has not ended within 10 seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)

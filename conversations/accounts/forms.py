@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.core.exceptions import ValidationError
@@ -41,11 +42,21 @@ class SignupForm(ServiceErrors, UserCreationForm):
 class ThrottledLogin:
     """A log-in form under the failed log-in limits (throttling.py): over them the attempt
     is refused without checking the password, and `refusal` tells the view to say 429.
-    An account waiting for approval is told so when its password is right."""
+    An account waiting for approval is told so when its password is right. While passwords
+    are turned off every attempt is refused (`passwords_off`)."""
 
     refusal: RateLimited | None = None
+    passwords_off = False
 
     def clean(self) -> dict[str, Any]:
+        if not selectors.passwords_allowed():
+            # PASSWORD_LOGIN=false: no password is checked, right or wrong (the view says 403).
+            self.passwords_off = True
+            raise ValidationError(
+                _("Passwords are turned off on this site: log in with %(name)s.")
+                % {"name": settings.OIDC_PROVIDER_NAME},
+                code="passwords_off",
+            )
         username = self.cleaned_data.get("username")
         password = self.cleaned_data.get("password")
         if username is None or not password:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db.models import Q, QuerySet
@@ -40,7 +41,22 @@ def site_settings() -> SiteSettings:
 
 
 def signup_mode() -> str:
+    """How people may sign up with a password: closed, whatever the admin chose, while
+    passwords are turned off (single sign-on makes its accounts itself: accounts.oidc)."""
+    if not passwords_allowed():
+        return SignupMode.CLOSED
     return site_settings().signup_mode
+
+
+def sso_enabled() -> bool:
+    """Whether log-in with the company's OpenID provider is on (accounts.oidc)."""
+    return bool(settings.OIDC_ISSUER and settings.OIDC_CLIENT_ID)
+
+
+def passwords_allowed() -> bool:
+    """Whether local passwords log in (PASSWORD_LOGIN); never off without single sign-on,
+    which would leave no way in."""
+    return settings.PASSWORD_LOGIN or not sso_enabled()
 
 
 def usable_invitations() -> QuerySet[Invitation]:

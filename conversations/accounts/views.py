@@ -1,5 +1,6 @@
 """Sign-up (as the site's sign-up mode says) and log-in, the site's and the admin's, both
-answering 429 while the failed log-in limits refuse them."""
+answering 429 while the failed log-in limits refuse them, and 403 to a password while
+passwords are turned off. Both pages offer single sign-on when it is on (oidc.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from . import selectors, services
+from . import oidc, selectors, services
 from .context_processors import THEME_COOKIE, THEMES
 from .forms import LoginForm, SignupForm
 from .selectors import SignupMode
@@ -58,11 +59,14 @@ def signup_pending(request: HttpRequest) -> HttpResponse:
 
 
 def _refused(response: HttpResponse, form) -> HttpResponse:
-    """A log-in refused by the failed log-in limits answers 429 Too Many Requests."""
+    """A log-in refused by the failed log-in limits answers 429 Too Many Requests, and a
+    password while passwords are turned off 403 Forbidden."""
     refusal = getattr(form, "refusal", None)
     if refusal is not None:
         response.status_code = 429
         response["Retry-After"] = str(refusal.retry_after)
+    elif getattr(form, "passwords_off", False):
+        response.status_code = 403
     return response
 
 
@@ -70,13 +74,17 @@ class LoginView(auth_views.LoginView):
     authentication_form = LoginForm
     redirect_authenticated_user = True
 
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), **oidc.login_context()}
+
     def form_invalid(self, form):
         return _refused(super().form_invalid(form), form)
 
 
 def admin_login(request: HttpRequest) -> HttpResponse:
-    """The admin's own log-in view (its form is AdminLoginForm), answering 429 when refused."""
-    response = admin.site.login(request)
+    """The admin's own log-in view (its form is AdminLoginForm), answering 429 when refused,
+    with the single sign-on button (templates/admin/login.html)."""
+    response = admin.site.login(request, extra_context=oidc.login_context())
     return _refused(response, (getattr(response, "context_data", None) or {}).get("form"))
 
 

@@ -12,7 +12,8 @@ from django.utils.translation import gettext_lazy as _
 
 class AccountDeleteForm(forms.Form):
     """The current password (the right person, not a borrowed session), and a checkbox
-    saying they know what goes."""
+    saying they know what goes. An account with no password of its own (made by single
+    sign-on) types its username instead."""
 
     password = forms.CharField(
         label=_("Your password"),
@@ -28,9 +29,20 @@ class AccountDeleteForm(forms.Form):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
         self.user = user
+        if not user.has_usable_password():
+            self.fields["password"] = forms.CharField(
+                label=_("Type your username to confirm"),
+                widget=forms.TextInput(attrs={"autocomplete": "off"}),
+            )
 
     def clean_password(self) -> str:
         password = self.cleaned_data["password"]
+        if not self.user.has_usable_password():
+            if password != self.user.get_username():
+                raise ValidationError(
+                    _("That is not your username. Nothing was deleted."), code="password"
+                )
+            return password
         if not self.user.check_password(password):
             raise ValidationError(
                 _("That is not your password. Nothing was deleted."), code="password"

@@ -320,6 +320,21 @@ def test_a_wrong_password_deletes_nothing_and_says_so_by_the_field(alice_client,
     assert not AuditEvent.objects.filter(action=AuditEvent.Action.DELETE_ACCOUNT).exists()
 
 
+def test_an_account_of_single_sign_on_confirms_with_its_username(client, alice):
+    """No password of its own (made at an SSO log-in): the username confirms instead."""
+    alice.set_unusable_password()
+    alice.save()
+    client.force_login(alice)
+    page = client.get(reverse("account")).content.decode()
+    assert "Type your username to confirm" in page and 'type="password"' not in page
+    wrong = client.post(reverse("account_delete"), {"password": "bob", "understood": "on"})
+    assert wrong.status_code == 400
+    assert "That is not your username. Nothing was deleted." in wrong.content.decode()
+    assert User.objects.filter(pk=alice.pk).exists()
+    client.post(reverse("account_delete"), {"password": "alice", "understood": "on"})
+    assert not User.objects.filter(pk=alice.pk).exists()
+
+
 def test_the_box_must_be_ticked(alice_client, alice):
     response = alice_client.post(reverse("account_delete"), {"password": "alice-password-1"})
     assert response.status_code == 400
