@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from conversations.accounts.models import SingleSignOnIdentity
 from conversations.chat import reading as policy
 from conversations.chat.models import Conversation, Message
 from conversations.review.models import AuditEvent
@@ -29,9 +30,35 @@ User = get_user_model()
 admin.site.unregister(User)
 
 
+class IdentityInline(admin.TabularInline):
+    """The account's identities at the OpenID provider, as its log-ins recorded them
+    (read-only: the provider is the source; deleting the account deletes them)."""
+
+    model = SingleSignOnIdentity
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = (
+        "issuer",
+        "subject",
+        "email",
+        "groups",
+        "created_at",
+        "last_login_at",
+    )
+    verbose_name = _("single sign-on identity")
+    verbose_name_plural = _("single sign-on identities")
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 @admin.register(User)
 class AccountAdmin(UserAdmin):
     change_form_template = "privacy/admin/user_change_form.html"
+    inlines = (IdentityInline,)
 
     # --- Deletion: through account_delete, never the ORM's cascade ---
 

@@ -579,3 +579,13 @@ def test_the_settings_read_the_environment(tmp_path):
     refused = settings_in_a_new_process(PASSWORD_LOGIN="false")
     assert refused.returncode != 0
     assert "PASSWORD_LOGIN=false leaves no way to log in" in refused.stderr
+
+
+def test_the_user_admin_shows_the_identities_read_only(client, superuser, sso):
+    user = oidc.identity_login(
+        issuer=ISSUER, claims=claims_of("subject-7", groups=["sales"], preferred_username="eve")
+    )
+    client.force_login(superuser)
+    page = client.get(reverse("admin:auth_user_change", args=[user.pk])).content.decode()
+    assert "subject-7" in page and ISSUER in page and "sales" in page
+    assert 'name="sso_identities-0-subject"' not in page  # shown, never edited
