@@ -3,6 +3,7 @@ tables and migrations): Django loads them from here."""
 
 from conversations.accounts.models import (
     GroupManager,
+    GroupRetention,
     Invitation,
     PendingAccount,
     SingleSignOnIdentity,
@@ -33,6 +34,7 @@ __all__ = [
     "GroupBudget",
     "GroupBudgetPeriod",
     "GroupManager",
+    "GroupRetention",
     "Invitation",
     "Message",
     "ModelAccess",

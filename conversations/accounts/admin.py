@@ -22,7 +22,7 @@ from conversations.shared.admin import SuperusersOnly
 
 from . import selectors, services
 from .forms import AdminLoginForm
-from .models import GroupManager, Invitation, PendingAccount, SiteSettings
+from .models import GroupManager, GroupRetention, Invitation, PendingAccount, SiteSettings
 
 admin.site.login_form = AdminLoginForm
 
@@ -150,14 +150,8 @@ class PendingAccountAdmin(admin.ModelAdmin):
         )
 
 
-class GroupManagerInline(admin.TabularInline):
-    """A group's managers: staff with the group permissions see them, superusers choose."""
-
-    model = GroupManager
-    extra = 0
-    autocomplete_fields = ("user",)
-    verbose_name = _("manager")
-    verbose_name_plural = _("Managers")
+class SuperusersChange:
+    """An inline only superusers change; whoever may see the group sees it."""
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return request.user.is_superuser
@@ -169,10 +163,28 @@ class GroupManagerInline(admin.TabularInline):
         return request.user.is_superuser
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        # Whoever may see the group sees who manages it.
         return request.user.has_perm("auth.view_group") or request.user.has_perm(
             "auth.change_group"
         )
+
+
+class GroupRetentionInline(SuperusersChange, admin.StackedInline):
+    """How long the group's members' chats are kept, instead of the site's setting."""
+
+    model = GroupRetention
+    extra = 0
+    max_num = 1
+    verbose_name_plural = _("retention for the group")
+
+
+class GroupManagerInline(SuperusersChange, admin.TabularInline):
+    """A group's managers: staff with the group permissions see them, superusers choose."""
+
+    model = GroupManager
+    extra = 0
+    autocomplete_fields = ("user",)
+    verbose_name = _("manager")
+    verbose_name_plural = _("Managers")
 
 
 admin.site.unregister(Group)
@@ -182,7 +194,7 @@ admin.site.unregister(Group)
 class SiteGroupAdmin(GroupAdmin):
     """Django's groups, with their managers and a count of members that leads to them."""
 
-    inlines = (GroupManagerInline,)
+    inlines = (GroupManagerInline, GroupRetentionInline)
     list_display = ("name", "member_count")
     readonly_fields = ("member_count",)
 

@@ -18,6 +18,17 @@ from conversations.upstream.protocol import MAX_CHOICES
 logger = logging.getLogger(__name__)
 
 
+def retention_days_field(help_text) -> models.PositiveIntegerField:
+    """Idle days before conversations are deleted (the site's, or a group's); empty: kept."""
+    return models.PositiveIntegerField(
+        _("delete conversations idle for (days)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=help_text,
+    )
+
+
 class SiteSettings(models.Model):
     """Settings an administrator changes in the admin; one row (id 1)."""
 
@@ -84,16 +95,12 @@ class SiteSettings(models.Model):
         ),
     )
 
-    retention_days = models.PositiveIntegerField(
-        _("delete conversations idle for (days)"),
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(1)],
-        help_text=_(
+    retention_days = retention_days_field(
+        _(
             "Conversations with no new message for this many days are deleted, with their "
             "messages and stored requests; usage figures stay as daily totals. Flagged "
             "conversations are kept until unflagged. Empty: conversations are kept."
-        ),
+        )
     )
 
     class StaffReading(models.TextChoices):
@@ -258,3 +265,27 @@ class SingleSignOnIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.issuer}"
+
+
+class GroupRetention(models.Model):
+    """How long a group's members' conversations are kept, instead of the site's limit
+    ("delete conversations idle for (days)"). Someone in several such groups gets the
+    longest of their groups' (and "keep" beats any number): a group's rule may be a
+    duty to keep records, so no other group shortens it."""
+
+    group = models.OneToOneField(
+        "auth.Group", on_delete=models.CASCADE, related_name="retention", verbose_name=_("group")
+    )
+    retention_days = retention_days_field(
+        _(
+            "For this group's members, instead of the site's setting. Empty: their "
+            "conversations are kept until they delete them."
+        )
+    )
+
+    class Meta:
+        verbose_name = _("retention for the group")
+        verbose_name_plural = _("retention for the group")
+
+    def __str__(self) -> str:
+        return str(self.group)

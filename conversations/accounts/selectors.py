@@ -12,7 +12,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .models import Invitation, PendingAccount, SiteSettings
+from .models import GroupRetention, Invitation, PendingAccount, SiteSettings
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +89,15 @@ def is_pending(*, username: str, password: str) -> bool:
 
 def pending_accounts() -> QuerySet[PendingAccount]:
     return PendingAccount.objects.filter(user__is_active=False)
+
+
+def retention_days_for(user_id: int, site_days: int | None) -> int | None:
+    """How many idle days the person's conversations are kept (None: until they delete
+    them): their groups' retention when any of their groups has one (the longest, "keep"
+    beating any number), else the site's `site_days`."""
+    rules = list(
+        GroupRetention.objects.filter(group__user=user_id).values_list("retention_days", flat=True)
+    )
+    if not rules:
+        return site_days
+    return None if None in rules else max(rules)

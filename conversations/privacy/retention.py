@@ -1,5 +1,6 @@
-"""Retention: conversations idle past the site's limit, temporary chats past their day,
-and API calls older than the limit are deleted by a beat task, in small batches.
+"""Retention: conversations idle past the site's limit (or the limit of their owner's
+groups, accounts.GroupRetention), temporary chats past their day, and API calls older
+than the limit are deleted by a beat task, in small batches.
 
 Each batch is its own short transaction over at most RETENTION_BATCH_SIZE conversations
 (or calls), picked by primary key with SKIP LOCKED on PostgreSQL: no table lock, a page
@@ -18,10 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
+from conversations.accounts.models import GroupRetention
 from conversations.accounts.selectors import site_settings
 from conversations.chat.models import Completion, Conversation
 from conversations.chat.services.conversations import completions_delete, conversations_delete
@@ -84,6 +87,38 @@ def old_api_calls(cutoff: datetime) -> QuerySet[Completion]:
     ).exclude(status__in=Completion.ACTIVE)
 
 
+@dataclass(frozen=True)
+class Rule:
+    """Whose rows are kept `days` idle days: the members of `groups` (everyone when None)
+    who are in none of `exempt` (the groups whose rule keeps rows longer)."""
+
+    days: int
+    groups: tuple[int, ...] | None
+    exempt: tuple[int, ...]
+
+    def applied(self, rows: QuerySet, owner: str) -> QuerySet:
+        """`rows` narrowed to the people this rule governs (`owner`: their user field)."""
+        members = get_user_model().objects.filter
+        if self.groups is not None:
+            rows = rows.filter(**{f"{owner}__in": members(groups__in=self.groups).values("pk")})
+        if self.exempt:
+            rows = rows.exclude(**{f"{owner}__in": members(groups__in=self.exempt).values("pk")})
+        return rows
+
+
+def retention_rules(site_days: int | None) -> list[Rule]:
+    """The site's limit for people in no group with a retention of its own, and one rule
+    per number of days the groups set. Someone in several such groups is kept by the
+    longest (a group with no limit keeps theirs until they delete them)."""
+    groups = dict(GroupRetention.objects.values_list("group_id", "retention_days"))
+    rules = [Rule(site_days, None, tuple(sorted(groups)))] if site_days else []
+    for days in sorted({days for days in groups.values() if days}):
+        these = tuple(sorted(group for group, kept in groups.items() if kept == days))
+        longer = [group for group, kept in groups.items() if kept is None or kept > days]
+        rules.append(Rule(days, these, tuple(sorted(longer))))
+    return rules
+
+
 def _pick(rows: QuerySet, size: int) -> list[int]:
     """Up to `size` primary keys, locked for this transaction (others' locked rows skipped)."""
     if connection.features.has_select_for_update_skip_locked:
@@ -144,10 +179,11 @@ def retention_purge(
         return batch
 
     drain(conversations_of(expired_temporary_chats(now), temporary=True))
-    if days:
-        cutoff = now - timedelta(days=days)
-        drain(conversations_of(idle_conversations(cutoff)))
-        drain(api_calls_of(old_api_calls(cutoff)))
+    rules = retention_rules(days)
+    for rule in rules:
+        cutoff = now - timedelta(days=rule.days)
+        drain(conversations_of(rule.applied(idle_conversations(cutoff), "owner")))
+        drain(api_calls_of(rule.applied(old_api_calls(cutoff), "user")))
     if done.anything:
         audit_record(
             actor=None,
@@ -161,6 +197,7 @@ def retention_purge(
                 "batches": done.batches,
                 "unfinished": done.unfinished,
                 "retention_days": days,
+                "group_rules": len(rules) - (1 if days else 0),
             },
         )
         logger.info(

@@ -8,7 +8,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from conversations.accounts.selectors import site_settings
+from conversations.accounts.selectors import retention_days_for, site_settings
 
 from . import trail
 
@@ -23,6 +23,8 @@ def privacy(request: HttpRequest) -> HttpResponse:
         "reads": None,
     }
     if request.user.is_authenticated:
+        # Theirs: their groups may keep chats longer or shorter than the site.
+        context["retention_days"] = retention_days_for(request.user.pk, settings.retention_days)
         reads = trail.staff_reads(owner=request.user, page=request.GET.get("page"))
         context["reads"] = reads
         context["page_range"] = reads.paginator.get_elided_page_range(

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.urls import reverse
 
-from conversations.models import GroupManager
+from conversations.models import GroupManager, GroupRetention
 
 MANAGERS = "managers"  # the inline formset's prefix (GroupManager.group's related name)
 
@@ -28,9 +28,16 @@ def change_url(group: Group) -> str:
     return reverse("admin:auth_group_change", args=[group.pk])
 
 
-def form_data(group: Group, *managers: User, initial: int = 0) -> dict:
+def form_data(
+    group: Group, *managers: User, initial: int = 0, keep_days: str | None = None
+) -> dict:
     data = {
         "name": group.name,
+        # The group's retention (a one-to-one inline): none unless `keep_days` is given.
+        "retention-TOTAL_FORMS": "0" if keep_days is None else "1",
+        "retention-INITIAL_FORMS": "0",
+        "retention-MIN_NUM_FORMS": "0",
+        "retention-MAX_NUM_FORMS": "1",
         f"{MANAGERS}-TOTAL_FORMS": str(len(managers)),
         f"{MANAGERS}-INITIAL_FORMS": str(initial),
         f"{MANAGERS}-MIN_NUM_FORMS": "0",
@@ -38,7 +45,17 @@ def form_data(group: Group, *managers: User, initial: int = 0) -> dict:
     }
     for n, user in enumerate(managers):
         data |= {f"{MANAGERS}-{n}-user": str(user.pk), f"{MANAGERS}-{n}-group": str(group.pk)}
+    if keep_days is not None:
+        data |= {"retention-0-retention_days": keep_days, "retention-0-group": str(group.pk)}
     return data
+
+
+def test_a_superuser_sets_the_groups_retention(client, superuser, lab):
+    client.force_login(superuser)
+    assert "retention for the group" in client.get(change_url(lab)).content.decode()
+    response = client.post(change_url(lab), form_data(lab, keep_days="14"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert GroupRetention.objects.get(group=lab).retention_days == 14
 
 
 def test_a_superuser_adds_a_manager_on_the_group_form(client, superuser, mia, lab):

@@ -9,6 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import connection, connections, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -21,6 +22,7 @@ from conversations.models import (
     BudgetPeriod,
     Completion,
     Conversation,
+    GroupRetention,
     Message,
     SiteSettings,
     UsageDay,
@@ -285,3 +287,53 @@ def test_a_row_held_elsewhere_is_skipped_not_waited_on(postgresql, alice):
         release.set()
         holder.join(10)
     assert retention.retention_purge().conversations == 1
+
+
+# --- Retention per group (accounts.GroupRetention) ---
+
+
+def test_a_groups_retention_replaces_the_sites_for_its_members(alice, bob, charlie, superuser):
+    legal = Group.objects.create(name="legal")  # keeps its chats
+    short = Group.objects.create(name="interns")  # 7 days
+    GroupRetention.objects.create(group=legal, retention_days=None)
+    GroupRetention.objects.create(group=short, retention_days=7)
+    legal.user_set.add(bob, superuser)
+    short.user_set.add(charlie, superuser)  # superuser: in both, the longest keeps
+    set_retention(30)
+    ten = {
+        user: old_conversations(user, 1, age=timedelta(days=10))
+        for user in (alice, bob, charlie, superuser)
+    }
+    forty = {
+        user: old_conversations(user, 1, age=timedelta(days=40))
+        for user in (alice, bob, charlie, superuser)
+    }
+    done = retention.retention_purge()
+    left = set(Conversation.objects.values_list("pk", flat=True))
+    # Alice (no such group): the site's 30 days. Bob: kept. Charlie: 7 days.
+    assert set(ten[alice]) <= left and not set(forty[alice]) & left
+    assert set(ten[bob] + forty[bob]) <= left
+    assert not set(ten[charlie] + forty[charlie]) & left
+    assert set(ten[superuser] + forty[superuser]) <= left
+    assert done.conversations == 3
+    assert (
+        AuditEvent.objects.get(action=AuditEvent.Action.RETENTION_PURGE).details["group_rules"] == 1
+    )
+    # With the site keeping everything, the 7-day group still goes by its own rule.
+    set_retention(None)
+    again = old_conversations(charlie, 1, age=timedelta(days=8))
+    kept = old_conversations(alice, 1, age=timedelta(days=400))
+    retention.retention_purge()
+    assert not Conversation.objects.filter(pk__in=again).exists()
+    assert Conversation.objects.filter(pk__in=kept).exists()
+
+
+def test_the_privacy_page_states_the_persons_own_retention(client, alice, bob):
+    set_retention(30)
+    short = Group.objects.create(name="interns")
+    GroupRetention.objects.create(group=short, retention_days=7)
+    short.user_set.add(bob)
+    client.force_login(alice)
+    assert "deleted after 30 days" in client.get(reverse("privacy")).content.decode()
+    client.force_login(bob)
+    assert "deleted after 7 days" in client.get(reverse("privacy")).content.decode()

@@ -189,8 +189,9 @@ def test_the_page_runs_the_same_queries_however_many_reads(
     gone.delete()
     client.force_login(alice)
     client.get(PRIVACY)  # the site settings are cached from here on
-    # (The session,) the user, the count, the page of reads, their conversations.
-    with django_assert_num_queries(SESSION + 4):
+    # (The session,) the user, their groups' retention, the count, the page of reads,
+    # their conversations.
+    with django_assert_num_queries(SESSION + 5):
         response = client.get(PRIVACY)
     assert response.status_code == 200
 
