@@ -66,17 +66,25 @@ class UserBudget(models.Model):
         return str(self.user)
 
 
-class BudgetPeriod(models.Model):
+class PeriodTotals(models.Model):
+    """A month's used and reserved totals (a user's, or a group's pooled ones)."""
+
+    reserved_tokens = models.BigIntegerField(default=0)
+    used_tokens = models.BigIntegerField(default=0)
+    reserved_cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    used_cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+
+    class Meta:
+        abstract = True
+
+
+class BudgetPeriod(PeriodTotals):
     """Running totals for one user and month; the row is locked while reserving."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget_periods"
     )
     month = models.DateField()  # first day of the month
-    reserved_tokens = models.BigIntegerField(default=0)
-    used_tokens = models.BigIntegerField(default=0)
-    reserved_cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
-    used_cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
 
     class Meta:
         constraints = [
@@ -109,16 +117,12 @@ class GroupBudget(models.Model):
         return str(self.group)
 
 
-class GroupBudgetPeriod(models.Model):
+class GroupBudgetPeriod(PeriodTotals):
     """Running totals for one group and month, pooled across members; locked while
     reserving, after the member's own period row (locks are taken in group id order)."""
 
     group = models.ForeignKey("auth.Group", on_delete=models.CASCADE, related_name="budget_periods")
     month = models.DateField()  # first day of the month
-    reserved_tokens = models.BigIntegerField(default=0)
-    used_tokens = models.BigIntegerField(default=0)
-    reserved_cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
-    used_cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
 
     class Meta:
         constraints = [
